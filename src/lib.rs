@@ -2,5 +2,8 @@
 //!
 //! Research software, not a medical device.
 
+pub mod capture;
+pub mod config;
 pub mod frame;
 pub mod io;
+pub mod pipeline;

@@ -1,0 +1,63 @@
+//! Frame sources: sequence-file replay, the phantom simulator, and (with the `gstreamer`
+//! feature, in later work) live capture.
+//!
+//! A source works in two steps per frame so the runtime can time them apart: `wait_next` blocks
+//! until the next frame is due or available (pacing, device wait), then `fill` copies it into a
+//! pooled frame (decode, conversion), which is the capture stage's measured latency.
+
+pub mod replay;
+pub mod simulated;
+pub mod simulator;
+
+use crate::frame::{Frame, PixelFormat};
+use crate::io::SequenceError;
+use crate::pipeline::clock::Clock;
+
+pub use replay::{Pace, ReplaySource};
+pub use simulated::SimulatedSource;
+
+/// Size and format of the frames a source will deliver, known before the run so that the pixel
+/// pool can be sized once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceFormat {
+    pub width: usize,
+    pub height: usize,
+    pub pixel_format: PixelFormat,
+}
+
+/// What `wait_next` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A frame is ready for `fill`.
+    Ready,
+    /// The source has no more frames.
+    End,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    #[error("{source_name}: frame {frame}: {message}")]
+    BadFrame { source_name: String, frame: usize, message: String },
+    #[error("{source_name}: {message}")]
+    Failed { source_name: String, message: String },
+}
+
+pub trait Source: Send {
+    /// Names the source in logs and the report (e.g. the file path).
+    fn describe(&self) -> String;
+
+    fn format(&self) -> SourceFormat;
+
+    /// Live sources drop frames when the pipeline falls behind; recorded ones wait for it.
+    fn is_live(&self) -> bool;
+
+    /// Blocks until the next frame is due (recorded pace) or available (device).
+    fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError>;
+
+    /// Fills `frame` (pixels, size, spacing, capture time, transforms, status) with the frame that
+    /// `wait_next` announced. Must not allocate after the first frame.
+    fn fill(&mut self, frame: &mut Frame) -> Result<(), CaptureError>;
+}

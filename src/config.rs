@@ -1,0 +1,426 @@
+//! Typed configuration: one TOML section per stage, every default in one place, units in names.
+//!
+//! Validation runs before any thread starts, in passes (ranges, then cross-stage consistency,
+//! then the environment), and every error names the section and key to fix. `configs/README.md`
+//! documents every key; keep the two in step.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::Pace;
+use crate::capture::simulator::SimulationSpec;
+use crate::pipeline::{ErrorPolicy, QueuePolicy};
+
+pub const DEFAULT_POOL_FRAMES: usize = 32;
+pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
+pub const DEFAULT_DEADLINE_MS: f64 = 80.0;
+pub const DEFAULT_RECORD_QUEUE_FRAMES: usize = 64;
+pub const DEFAULT_TRACE_CAPACITY_EVENTS: usize = 200_000;
+
+/// Largest values accepted, to catch typos that would exhaust memory.
+const MAX_POOL_FRAMES: usize = 4096;
+const MAX_QUEUE_CAPACITY: usize = 1024;
+const MAX_TRACE_CAPACITY_EVENTS: usize = 50_000_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub pipeline: PipelineConfig,
+    pub capture: CaptureConfig,
+    pub preprocess: StageConfig,
+    pub segment: StageConfig,
+    pub threshold: StageConfig,
+    pub reconstruct: StageConfig,
+    #[serde(default = "StageConfig::haptics")]
+    pub haptics: StageConfig,
+    pub record: RecordConfig,
+    pub metrics: MetricsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pipeline: PipelineConfig::default(),
+            capture: CaptureConfig::default(),
+            preprocess: StageConfig::default(),
+            segment: StageConfig::default(),
+            threshold: StageConfig::default(),
+            reconstruct: StageConfig::default(),
+            haptics: StageConfig::haptics(),
+            record: RecordConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+/// Which clock stamps the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockKind {
+    /// Real monotonic time.
+    #[default]
+    Monotonic,
+    /// Deterministic virtual time (replays and tests); needs `block` queues.
+    Mock,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub clock: ClockKind,
+    /// Pixel buffers for frames in flight; must cover every queue and stage.
+    pub pool_frames: usize,
+    /// Stop after this many frames; 0 runs until the source ends.
+    pub max_frames: u64,
+    /// Restarts allowed per stage with `on_error = "restart-stage"` before a safe-stop.
+    pub max_restarts: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            clock: ClockKind::Monotonic,
+            pool_frames: DEFAULT_POOL_FRAMES,
+            max_frames: 0,
+            max_restarts: DEFAULT_MAX_RESTARTS,
+        }
+    }
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A recorded PLUS sequence file (`capture.path`).
+    Replay,
+    /// The built-in phantom simulator (`[capture.simulator]`).
+    #[default]
+    Simulator,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    pub kind: SourceKind,
+    /// Sequence file to replay (`.mha`, `.mhd`, `.seq.nrrd`).
+    pub path: Option<PathBuf>,
+    pub pace: Pace,
+    /// Replay: start again at the first frame after the last.
+    #[serde(rename = "loop")]
+    pub looping: bool,
+    pub simulator: SimulationSpec,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            kind: SourceKind::Simulator,
+            path: None,
+            pace: Pace::Recorded,
+            looping: false,
+            simulator: SimulationSpec::default(),
+        }
+    }
+}
+
+/// Settings every processing stage has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StageConfig {
+    pub enabled: bool,
+    pub on_error: ErrorPolicy,
+    /// Frames the queue in front of this stage holds.
+    pub queue_capacity: usize,
+    pub queue_policy: QueuePolicy,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        StageConfig {
+            enabled: true,
+            on_error: ErrorPolicy::DropFrame,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_policy: QueuePolicy::DropOldest,
+        }
+    }
+}
+
+impl StageConfig {
+    /// Haptics drives a device next to the patient: any error of it stops everything safely.
+    pub fn haptics() -> Self {
+        StageConfig { on_error: ErrorPolicy::SafeStop, ..StageConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Record every captured frame to this sequence file; unset records nothing.
+    pub path: Option<PathBuf>,
+    /// Also record the label masks that reach the end of the chain, to `<stem>.labels.mha`.
+    pub include_masks: bool,
+    /// Frames the recorder may fall behind by before it drops (and counts) frames.
+    pub queue_frames: usize,
+    /// zlib-compress the pixel data.
+    pub compress: bool,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig { path: None, include_masks: false, queue_frames: DEFAULT_RECORD_QUEUE_FRAMES, compress: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// End-to-end budget; frames over it are counted as deadline misses.
+    pub deadline_ms: f64,
+    /// Write the JSON report here.
+    pub report_path: Option<PathBuf>,
+    /// Write a Chrome/Perfetto trace here.
+    pub trace_path: Option<PathBuf>,
+    /// Trace events kept per stage; later ones are counted, not stored.
+    pub trace_capacity_events: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            deadline_ms: DEFAULT_DEADLINE_MS,
+            report_path: None,
+            trace_path: None,
+            trace_capacity_events: DEFAULT_TRACE_CAPACITY_EVENTS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
+}
+
+impl Config {
+    /// Reads and parses a TOML file (unknown keys are errors); does not validate.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// The processing stages in pipeline order, with their section names.
+    pub fn stages(&self) -> [(&'static str, &StageConfig); 5] {
+        [
+            ("preprocess", &self.preprocess),
+            ("segment", &self.segment),
+            ("threshold", &self.threshold),
+            ("reconstruct", &self.reconstruct),
+            ("haptics", &self.haptics),
+        ]
+    }
+
+    /// All checks, in order: ranges, cross-stage consistency, environment.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_ranges()?;
+        self.check_consistency()?;
+        self.check_environment()
+    }
+
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let p = &self.pipeline;
+        if !(2..=MAX_POOL_FRAMES).contains(&p.pool_frames) {
+            return Err(invalid("pipeline.pool_frames", format!("{} is outside 2..={MAX_POOL_FRAMES}", p.pool_frames)));
+        }
+        if p.max_restarts > 100 {
+            return Err(invalid("pipeline.max_restarts", format!("{} is over 100", p.max_restarts)));
+        }
+        for (name, stage) in self.stages() {
+            if !(1..=MAX_QUEUE_CAPACITY).contains(&stage.queue_capacity) {
+                return Err(invalid(
+                    &format!("{name}.queue_capacity"),
+                    format!("{} is outside 1..={MAX_QUEUE_CAPACITY}", stage.queue_capacity),
+                ));
+            }
+        }
+        let m = &self.metrics;
+        if !(m.deadline_ms.is_finite() && m.deadline_ms > 0.0) {
+            return Err(invalid("metrics.deadline_ms", format!("{} must be a positive number of ms", m.deadline_ms)));
+        }
+        if m.trace_capacity_events > MAX_TRACE_CAPACITY_EVENTS {
+            return Err(invalid(
+                "metrics.trace_capacity_events",
+                format!("{} is over {MAX_TRACE_CAPACITY_EVENTS}", m.trace_capacity_events),
+            ));
+        }
+        if !(1..=MAX_POOL_FRAMES).contains(&self.record.queue_frames) {
+            return Err(invalid("record.queue_frames", format!("{} is outside 1..={MAX_POOL_FRAMES}", self.record.queue_frames)));
+        }
+        Ok(())
+    }
+
+    /// Frames that can be in flight at once: one per queue slot and stage, plus the one being
+    /// captured and the one leaving the sink.
+    pub fn frames_in_flight(&self) -> usize {
+        self.stages().iter().filter(|(_, s)| s.enabled).map(|(_, s)| s.queue_capacity + 1).sum::<usize>() + 2
+    }
+
+    fn check_consistency(&self) -> Result<(), ConfigError> {
+        if self.haptics.on_error != ErrorPolicy::SafeStop {
+            return Err(invalid(
+                "haptics.on_error",
+                "must be \"safe-stop\": a haptics fault must always put the device in its safe state",
+            ));
+        }
+        let needed = self.frames_in_flight();
+        if self.pipeline.pool_frames < needed {
+            return Err(invalid(
+                "pipeline.pool_frames",
+                format!(
+                    "{} buffers cannot cover the {needed} frames the enabled stages and their queues can hold; \
+                     raise it to at least {needed} or shrink the queues",
+                    self.pipeline.pool_frames
+                ),
+            ));
+        }
+        if self.pipeline.clock == ClockKind::Mock {
+            if let Some((name, _)) = self.stages().into_iter().find(|(_, s)| s.enabled && s.queue_policy != QueuePolicy::Block) {
+                return Err(invalid(
+                    &format!("{name}.queue_policy"),
+                    "the mock clock is for deterministic runs and needs \"block\" queues (which frames a \
+                     drop-oldest queue drops depends on thread timing)",
+                ));
+            }
+        }
+        match (self.capture.kind, &self.capture.path) {
+            (SourceKind::Replay, None) => {
+                return Err(invalid("capture.path", "replay needs the sequence file to play (or pass --input)"));
+            }
+            (SourceKind::Simulator, Some(_)) => {
+                return Err(invalid("capture.path", "is only used with kind = \"replay\""));
+            }
+            _ => {}
+        }
+        if self.capture.looping && self.capture.kind != SourceKind::Replay {
+            return Err(invalid("capture.loop", "is only used with kind = \"replay\""));
+        }
+        if self.record.include_masks && self.record.path.is_none() {
+            return Err(invalid("record.include_masks", "needs record.path"));
+        }
+        Ok(())
+    }
+
+    fn check_environment(&self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.capture.path {
+            if !path.is_file() {
+                return Err(invalid("capture.path", format!("{} does not exist or is not a file", path.display())));
+            }
+        }
+        let outputs = [
+            ("record.path", &self.record.path),
+            ("metrics.report_path", &self.metrics.report_path),
+            ("metrics.trace_path", &self.metrics.trace_path),
+        ];
+        for (key, path) in outputs {
+            if let Some(path) = path {
+                let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if !parent.is_dir() {
+                    return Err(invalid(key, format!("folder {} does not exist", parent.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(e: ConfigError) -> String {
+        match e {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("expected an invalid key, got {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::parse("[segment]\nqueue_capacityy = 3\n").unwrap_err();
+        assert!(err.contains("queue_capacityy"), "{err}");
+        let err = Config::parse("[segmnt]\n").unwrap_err();
+        assert!(err.contains("segmnt"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = Config::parse("[pipeline]\npool_frames = \"many\"\n").unwrap_err();
+        assert!(err.contains("pool_frames"), "{err}");
+    }
+
+    #[test]
+    fn ranges_name_section_and_key() {
+        let c = Config::parse("[threshold]\nqueue_capacity = 0\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "threshold.queue_capacity");
+        let c = Config::parse("[metrics]\ndeadline_ms = -1.0\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "metrics.deadline_ms");
+    }
+
+    #[test]
+    fn haptics_must_safe_stop() {
+        let c = Config::parse("[haptics]\non_error = \"drop-frame\"\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "haptics.on_error");
+        assert_eq!(Config::parse("[haptics]\nenabled = true\n").unwrap().haptics.on_error, ErrorPolicy::SafeStop);
+    }
+
+    #[test]
+    fn pool_must_cover_frames_in_flight() {
+        let c = Config::parse("[pipeline]\npool_frames = 8\n").unwrap();
+        assert_eq!(c.frames_in_flight(), 5 * 5 + 2);
+        assert_eq!(key_of(c.validate().unwrap_err()), "pipeline.pool_frames");
+    }
+
+    #[test]
+    fn mock_clock_needs_blocking_queues() {
+        let c = Config::parse("[pipeline]\nclock = \"mock\"\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "preprocess.queue_policy");
+    }
+
+    #[test]
+    fn replay_needs_an_existing_file() {
+        let c = Config::parse("[capture]\nkind = \"replay\"\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.path");
+        let c = Config::parse("[capture]\nkind = \"replay\"\npath = \"/no/such/file.mha\"\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.path");
+    }
+
+    #[test]
+    fn output_folders_must_exist() {
+        let c = Config::parse("[metrics]\nreport_path = \"/no/such/folder/r.json\"\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "metrics.report_path");
+    }
+}

@@ -1,0 +1,483 @@
+//! The runtime: one thread per stage, bounded queues between them, timing in one place.
+//!
+//! The capture thread takes a pooled buffer, waits for the source, fills the frame and pushes it
+//! on. Each stage thread receives, stamps the start, calls `process`, stamps the end, applies the
+//! supervisor's error policy and pushes on. The last stage's thread is also the sink: it measures
+//! end-to-end latency (output time − receive time) and deadline misses. Shutdown is by
+//! disconnection: the capture thread stops and drops its queue, each stage drains its input and
+//! drops its own, so every frame in flight is either processed or counted as drained.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::capture::{Next, Source};
+use crate::frame::{Frame, PixelPool};
+use crate::pipeline::clock::Clock;
+use crate::pipeline::metrics::LatencyRecorder;
+use crate::pipeline::queue::{self, QueueCounters, QueuePolicy, QueueReceiver, QueueSender};
+use crate::pipeline::recording::RecordingTap;
+use crate::pipeline::report::{QueueReport, Report, StageReport, TraceEvent};
+use crate::pipeline::stage::{ErrorPolicy, Outcome, Stage, StageError, StageFactory};
+use crate::pipeline::supervisor::{Fault, StopReason, Supervisor};
+
+/// One processing stage as the runtime needs it.
+pub struct StageSpec {
+    pub name: String,
+    pub factory: StageFactory,
+    pub on_error: ErrorPolicy,
+    /// Capacity and policy of the queue that feeds this stage.
+    pub queue_capacity: usize,
+    pub queue_policy: QueuePolicy,
+}
+
+/// Everything a run needs, validated and built before any thread starts.
+pub struct PipelineSpec {
+    pub source: Box<dyn Source>,
+    pub stages: Vec<StageSpec>,
+    pub clock: Clock,
+    /// Pixel buffers shared by all frames in flight.
+    pub pool_frames: usize,
+    /// Stop after this many frames (None: until the source ends).
+    pub max_frames: Option<u64>,
+    pub deadline_ms: f64,
+    pub max_restarts: u32,
+    /// Trace events kept per thread (0: no trace).
+    pub trace_capacity: usize,
+    /// Records every captured frame.
+    pub input_tap: Option<RecordingTap>,
+    /// Records the label mask of every frame that reaches the end.
+    pub mask_tap: Option<RecordingTap>,
+    pub supervisor: Supervisor,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    #[error("stage '{stage}' could not be built: {source}")]
+    StageBuild { stage: String, source: StageError },
+    #[error("could not start the thread of stage '{stage}': {source}")]
+    Thread { stage: String, source: std::io::Error },
+    #[error("at most {max} stages fit in a frame's stamps; the pipeline has {got}")]
+    TooManyStages { max: usize, got: usize },
+}
+
+/// What a run produced.
+pub struct RunResult {
+    pub report: Report,
+    /// Per-stage trace events, in the order each thread recorded them.
+    pub trace: Vec<TraceEvent>,
+}
+
+/// What each thread hands back when it ends.
+struct StageOutcome {
+    report: StageReport,
+    trace: Vec<TraceEvent>,
+    sink: Option<SinkMetrics>,
+}
+
+struct SinkMetrics {
+    end_to_end: LatencyRecorder,
+    output_interval: LatencyRecorder,
+    deadline_misses: u64,
+    frames_out: u64,
+    last_output_ns: Option<u64>,
+}
+
+/// Bounded per-thread trace buffer: events past its capacity are counted, never allocated.
+struct TraceBuffer {
+    events: Vec<TraceEvent>,
+    dropped: u64,
+}
+
+impl TraceBuffer {
+    fn new(capacity: usize) -> Self {
+        TraceBuffer { events: Vec::with_capacity(capacity), dropped: 0 }
+    }
+
+    fn push(&mut self, event: TraceEvent) {
+        if self.events.len() < self.events.capacity() {
+            self.events.push(event);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Runs the pipeline to its end (end of input, frame limit, interruption or safe-stop).
+pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
+    let PipelineSpec {
+        source,
+        stages,
+        clock,
+        pool_frames,
+        max_frames,
+        deadline_ms,
+        max_restarts,
+        trace_capacity,
+        input_tap,
+        mask_tap,
+        supervisor,
+    } = spec;
+    if stages.len() + 1 > crate::frame::MAX_STAGES {
+        return Err(PipelineError::TooManyStages { max: crate::frame::MAX_STAGES - 1, got: stages.len() });
+    }
+    let started = Instant::now();
+    let format = source.format();
+    let pool = PixelPool::new(format.pixel_format, format.width * format.height, pool_frames);
+    let source_name = source.describe();
+
+    // Build every stage before any thread starts, so a bad model path or device fails the run
+    // up front instead of after frames have flowed.
+    let mut built = Vec::with_capacity(stages.len());
+    for mut stage in stages {
+        let instance = (stage.factory)().map_err(|source| PipelineError::StageBuild { stage: stage.name.clone(), source })?;
+        built.push((stage, instance));
+    }
+
+    let mut queue_reports: Vec<(String, usize, QueuePolicy, Arc<QueueCounters>)> = Vec::new();
+    let mut handles: Vec<(String, JoinHandle<StageOutcome>)> = Vec::new();
+    let stage_count = built.len();
+    let mut names = vec!["capture".to_string()];
+    names.extend(built.iter().map(|(s, _)| s.name.clone()));
+
+    // Queues: edge k feeds stage k+1 (stage 0 is capture).
+    let mut senders: Vec<Option<QueueSender<Frame>>> = Vec::new();
+    let mut receivers: Vec<Option<QueueReceiver<Frame>>> = Vec::new();
+    for (k, (stage, _)) in built.iter().enumerate() {
+        let (tx, rx, counters) = queue::bounded(stage.queue_capacity, stage.queue_policy);
+        queue_reports.push((format!("{}->{}", names[k], names[k + 1]), stage.queue_capacity, stage.queue_policy, counters));
+        senders.push(Some(tx));
+        receivers.push(Some(rx));
+    }
+
+    let deadline_ns = (deadline_ms * 1e6) as u64;
+    let mask_tap = Arc::new(mask_tap);
+    for (k, (stage, instance)) in built.into_iter().enumerate() {
+        let index = k + 1;
+        let input = receivers[k].take().expect("one receiver per stage");
+        let output = if index < stage_count { senders[index].take() } else { None };
+        let worker = StageWorker {
+            index,
+            name: stage.name.clone(),
+            factory: stage.factory,
+            on_error: stage.on_error,
+            max_restarts,
+            supervisor: supervisor.clone(),
+            clock: clock.fork(),
+            trace: TraceBuffer::new(trace_capacity),
+            deadline_ns,
+            mask_tap: mask_tap.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("stage-{}", stage.name))
+            .spawn(move || worker.run(instance, input, output))
+            .map_err(|source| PipelineError::Thread { stage: stage.name.clone(), source })?;
+        handles.push((stage.name, handle));
+    }
+
+    let capture = CaptureWorker {
+        supervisor: supervisor.clone(),
+        clock: clock.fork(),
+        trace: TraceBuffer::new(trace_capacity),
+        max_frames,
+        pool: pool.clone(),
+        input_tap,
+    };
+    let first_queue = senders[0].take();
+    let capture_handle = std::thread::Builder::new()
+        .name("stage-capture".into())
+        .spawn(move || capture.run(source, first_queue))
+        .map_err(|source| PipelineError::Thread { stage: "capture".into(), source })?;
+
+    let (capture_outcome, input_tap, pool_waits) = capture_handle.join().unwrap_or_else(|_| {
+        supervisor.request_stop(StopReason::SafeStop);
+        (StageOutcome { report: StageReport::named("capture"), trace: Vec::new(), sink: None }, None, 0)
+    });
+    let mut outcomes = vec![capture_outcome];
+    for (name, handle) in handles {
+        outcomes.push(handle.join().unwrap_or_else(|_| {
+            supervisor.record_fault(Fault { stage: name.clone(), seq: 0, error: "stage thread panicked".into(), action: "safe-stop".into() });
+            supervisor.request_stop(StopReason::SafeStop);
+            StageOutcome { report: StageReport::named(&name), trace: Vec::new(), sink: None }
+        }));
+    }
+
+    let mut recordings = Vec::new();
+    if let Some(tap) = input_tap {
+        recordings.push(tap.finish());
+    }
+    if let Some(tap) = Arc::try_unwrap(mask_tap).ok().flatten() {
+        recordings.push(tap.finish());
+    }
+
+    let queues = queue_reports
+        .into_iter()
+        .map(|(name, capacity, policy, c)| QueueReport {
+            name,
+            capacity,
+            policy,
+            pushed: c.pushed.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            drained: c.drained.load(Ordering::Relaxed),
+            max_depth: c.max_depth.load(Ordering::Relaxed),
+        })
+        .collect();
+    let mut trace = Vec::new();
+    let mut stage_reports = Vec::new();
+    let mut sink = None;
+    for outcome in outcomes {
+        trace.extend(outcome.trace);
+        stage_reports.push(outcome.report);
+        if outcome.sink.is_some() {
+            sink = outcome.sink;
+        }
+    }
+    let (faults, fault_count) = supervisor.faults();
+    let report = Report::assemble(
+        source_name,
+        clock.is_mock(),
+        supervisor.reason(),
+        started.elapsed(),
+        stage_reports,
+        sink.map(|s| (s.end_to_end.summary(), s.output_interval.summary(), s.deadline_misses, s.frames_out)),
+        deadline_ms,
+        queues,
+        (pool.buffers(), pool_waits),
+        recordings,
+        faults,
+        fault_count,
+    );
+    Ok(RunResult { report, trace })
+}
+
+struct CaptureWorker {
+    supervisor: Supervisor,
+    clock: Clock,
+    trace: TraceBuffer,
+    max_frames: Option<u64>,
+    pool: PixelPool,
+    input_tap: Option<RecordingTap>,
+}
+
+impl CaptureWorker {
+    fn run(mut self, mut source: Box<dyn Source>, output: Option<QueueSender<Frame>>) -> (StageOutcome, Option<RecordingTap>, u64) {
+        let mut report = StageReport::named("capture");
+        let mut latency = LatencyRecorder::new();
+        let mut pool_waits = 0u64;
+        let name = source.describe();
+        let mut seq = 0u64;
+        while self.supervisor.running() {
+            if self.max_frames.is_some_and(|max| seq >= max) {
+                self.supervisor.request_stop(StopReason::FrameLimit);
+                break;
+            }
+            // Every buffer in flight means the stages are behind; wait for one to come back.
+            let pixels = loop {
+                if let Some(p) = self.pool.try_acquire() {
+                    break Some(p);
+                }
+                if !self.supervisor.running() {
+                    break None;
+                }
+                pool_waits += 1;
+                std::thread::sleep(Duration::from_micros(100));
+            };
+            let Some(pixels) = pixels else { break };
+            match source.wait_next(&mut self.clock) {
+                Ok(Next::Ready) => {}
+                Ok(Next::End) => {
+                    self.supervisor.request_stop(StopReason::EndOfInput);
+                    break;
+                }
+                Err(e) => {
+                    self.fail(&name, seq, &e.to_string(), &mut report);
+                    break;
+                }
+            }
+            let mut frame = Frame::new(pixels);
+            let receive_ns = self.clock.now_ns();
+            frame.seq = seq;
+            frame.receive_ns = receive_ns;
+            let span = tracing::debug_span!("stage", stage = "capture", seq).entered();
+            let filled = source.fill(&mut frame);
+            drop(span);
+            let end_ns = self.clock.now_ns();
+            report.frames_in += 1;
+            if let Err(e) = filled {
+                self.fail(&name, seq, &e.to_string(), &mut report);
+                break;
+            }
+            frame.stamps.set_start(0, receive_ns);
+            frame.stamps.set_end(0, end_ns);
+            latency.record_ns(end_ns - receive_ns);
+            self.trace.push(TraceEvent { stage: 0, seq, start_ns: receive_ns, end_ns });
+            if let Some(tap) = &self.input_tap {
+                tap.offer(&frame);
+            }
+            report.frames_out += 1;
+            seq += 1;
+            match &output {
+                Some(out) => {
+                    let supervisor = &self.supervisor;
+                    if out.push(frame, || !supervisor.safe_stopped()).is_err() {
+                        break;
+                    }
+                }
+                // A pipeline without stages: capture is its own sink.
+                None => drop(frame),
+            }
+        }
+        report.latency = latency.summary();
+        report.trace_dropped = self.trace.dropped;
+        let outcome = StageOutcome { report, trace: self.trace.events, sink: None };
+        (outcome, self.input_tap, pool_waits)
+    }
+
+    /// A source error ends the run: the input cannot be trusted past it.
+    fn fail(&self, source: &str, seq: u64, error: &str, report: &mut StageReport) {
+        report.errors += 1;
+        self.supervisor.record_fault(Fault {
+            stage: "capture".into(),
+            seq,
+            error: format!("{source}: {error}"),
+            action: "stop".into(),
+        });
+        self.supervisor.request_stop(StopReason::SourceError);
+    }
+}
+
+struct StageWorker {
+    index: usize,
+    name: String,
+    factory: StageFactory,
+    on_error: ErrorPolicy,
+    max_restarts: u32,
+    supervisor: Supervisor,
+    clock: Clock,
+    trace: TraceBuffer,
+    deadline_ns: u64,
+    mask_tap: Arc<Option<RecordingTap>>,
+}
+
+impl StageWorker {
+    fn run(mut self, mut stage: Box<dyn Stage>, input: QueueReceiver<Frame>, output: Option<QueueSender<Frame>>) -> StageOutcome {
+        let mut report = StageReport::named(&self.name);
+        let mut latency = LatencyRecorder::new();
+        let mut sink = output.is_none().then(|| SinkMetrics {
+            end_to_end: LatencyRecorder::new(),
+            output_interval: LatencyRecorder::new(),
+            deadline_misses: 0,
+            frames_out: 0,
+            last_output_ns: None,
+        });
+        let index = self.index;
+        while let Some(frame) = input.recv() {
+            report.frames_in += 1;
+            if self.supervisor.safe_stopped() {
+                input.count_drained();
+                report.drained += 1;
+                continue;
+            }
+            // Virtual time follows the frame: this stage starts after the previous one ended.
+            self.clock.observe(frame.stamps.get(index - 1).end_ns);
+            let seq = frame.seq;
+            let start_ns = self.clock.now_ns();
+            let span = tracing::debug_span!("stage", stage = self.name.as_str(), seq).entered();
+            let mut slot = None;
+            let result = stage.process(frame, &mut slot);
+            drop(span);
+            let end_ns = self.clock.now_ns();
+            latency.record_ns(end_ns - start_ns);
+            self.trace.push(TraceEvent { stage: index as u32, seq, start_ns, end_ns });
+            let emitted = match result {
+                Ok(Outcome::Emitted) => match slot.take() {
+                    Some(frame) => Some(frame),
+                    None => {
+                        let e = StageError::Failed("reported a frame but emitted none".into());
+                        self.on_stage_error(&mut stage, seq, e, &mut report);
+                        None
+                    }
+                },
+                Ok(Outcome::Skipped) => {
+                    report.skipped += 1;
+                    None
+                }
+                Err(e) => {
+                    self.on_stage_error(&mut stage, seq, e, &mut report);
+                    None
+                }
+            };
+            let Some(mut frame) = emitted else { continue };
+            frame.stamps.set_start(index, start_ns);
+            frame.stamps.set_end(index, end_ns);
+            report.frames_out += 1;
+            match (&output, sink.as_mut()) {
+                (Some(out), _) => {
+                    let supervisor = &self.supervisor;
+                    let _ = out.push(frame, || !supervisor.safe_stopped());
+                }
+                (None, Some(sink)) => self.deliver(frame, end_ns, sink),
+                (None, None) => {}
+            }
+        }
+        stage.stop();
+        report.latency = latency.summary();
+        report.trace_dropped = self.trace.dropped;
+        StageOutcome { report, trace: self.trace.events, sink }
+    }
+
+    /// The end of the chain: end-to-end latency is output time minus receive time.
+    fn deliver(&self, frame: Frame, output_ns: u64, sink: &mut SinkMetrics) {
+        let e2e = output_ns.saturating_sub(frame.receive_ns);
+        sink.end_to_end.record_ns(e2e);
+        if e2e > self.deadline_ns {
+            sink.deadline_misses += 1;
+        }
+        if let Some(last) = sink.last_output_ns {
+            sink.output_interval.record_ns(output_ns.saturating_sub(last));
+        }
+        sink.last_output_ns = Some(output_ns);
+        sink.frames_out += 1;
+        if let Some(tap) = self.mask_tap.as_ref() {
+            tap.offer(&frame);
+        }
+    }
+
+    fn on_stage_error(&mut self, stage: &mut Box<dyn Stage>, seq: u64, error: StageError, report: &mut StageReport) {
+        report.errors += 1;
+        let mut action = self.on_error;
+        if action == ErrorPolicy::RestartStage {
+            if report.restarts >= self.max_restarts {
+                action = ErrorPolicy::SafeStop;
+            } else {
+                stage.stop();
+                match (self.factory)() {
+                    Ok(fresh) => {
+                        *stage = fresh;
+                        report.restarts += 1;
+                    }
+                    Err(build_error) => {
+                        self.supervisor.record_fault(Fault {
+                            stage: self.name.clone(),
+                            seq,
+                            error: format!("restart failed: {build_error}"),
+                            action: "safe-stop".into(),
+                        });
+                        action = ErrorPolicy::SafeStop;
+                    }
+                }
+            }
+        }
+        let action_name = match action {
+            ErrorPolicy::DropFrame => "drop-frame",
+            ErrorPolicy::RestartStage => "restart-stage",
+            ErrorPolicy::SafeStop => "safe-stop",
+        };
+        self.supervisor.record_fault(Fault { stage: self.name.clone(), seq, error: error.to_string(), action: action_name.into() });
+        if action == ErrorPolicy::SafeStop {
+            self.supervisor.request_stop(StopReason::SafeStop);
+        }
+    }
+}
