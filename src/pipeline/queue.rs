@@ -89,6 +89,7 @@ impl<T> QueueSender<T> {
                     Ok(()) => break,
                     Err(SendTimeoutError::Timeout(back)) => {
                         if !keep_waiting() {
+                            // Never entered the queue: counted as drained, not pushed.
                             self.counters.drained.fetch_add(1, Ordering::Relaxed);
                             return Ok(());
                         }

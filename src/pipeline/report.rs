@@ -18,13 +18,12 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageReport {
     pub name: String,
+    /// Frames handed to the stage (those discarded by a safe-stop are counted by the queue).
     pub frames_in: u64,
     pub frames_out: u64,
     pub skipped: u64,
     pub errors: u64,
     pub restarts: u32,
-    /// Frames discarded unprocessed after a safe-stop.
-    pub drained: u64,
     /// Time inside the stage per frame.
     pub latency: LatencySummary,
     /// Trace events that did not fit the trace buffer.
@@ -44,7 +43,9 @@ pub struct QueueReport {
     pub capacity: usize,
     pub policy: QueuePolicy,
     pub pushed: u64,
+    /// Taken out to make room for a newer frame (drop-oldest).
     pub dropped: u64,
+    /// Discarded because of a safe-stop, by the producer (gave up waiting) or the consumer.
     pub drained: u64,
     pub max_depth: usize,
 }

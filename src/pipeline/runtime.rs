@@ -374,12 +374,11 @@ impl StageWorker {
         });
         let index = self.index;
         while let Some(frame) = input.recv() {
-            report.frames_in += 1;
             if self.supervisor.safe_stopped() {
                 input.count_drained();
-                report.drained += 1;
                 continue;
             }
+            report.frames_in += 1;
             // Virtual time follows the frame: this stage starts after the previous one ended.
             self.clock.observe(frame.stamps.get(index - 1).end_ns);
             let seq = frame.seq;

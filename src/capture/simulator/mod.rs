@@ -49,3 +49,27 @@ impl Simulator {
         Err(SimulationError(format!("placeholder cannot render frame {index}")))
     }
 }
+
+pub struct SimulationOutputs {
+    pub images: std::path::PathBuf,
+    pub labels: std::path::PathBuf,
+    pub truth: std::path::PathBuf,
+    pub frames: usize,
+}
+
+pub fn labels_path(out: &std::path::Path) -> std::path::PathBuf {
+    out.with_extension("labels.mha")
+}
+
+pub fn truth_path(out: &std::path::Path) -> std::path::PathBuf {
+    out.with_extension("truth.json")
+}
+
+pub fn write_simulation(
+    spec: &SimulationSpec,
+    out: &std::path::Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<SimulationOutputs, SimulationError> {
+    let _ = (spec, out, progress);
+    Err(SimulationError("placeholder".into()))
+}

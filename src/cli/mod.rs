@@ -1,0 +1,96 @@
+//! Subcommands, one file each, and the exit codes they share.
+
+mod demo;
+mod run;
+mod simulate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use sonoflow::pipeline::StopReason;
+
+/// Documented exit codes (README, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The run ended normally: end of input or frame limit.
+    Ok = 0,
+    /// Unexpected internal failure.
+    Internal = 1,
+    /// Bad command line or invalid configuration.
+    Usage = 2,
+    /// The input could not be read: missing, corrupt or truncated file, failed device.
+    Input = 3,
+    /// A stage fault put the pipeline in its safe state.
+    SafeStop = 4,
+    /// Stopped by Ctrl-C (after a clean shutdown).
+    Interrupted = 130,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+impl Exit {
+    pub fn for_stop(reason: StopReason) -> Self {
+        match reason {
+            StopReason::Running | StopReason::EndOfInput | StopReason::FrameLimit => Exit::Ok,
+            StopReason::Interrupted => Exit::Interrupted,
+            StopReason::SourceError => Exit::Input,
+            StopReason::SafeStop => Exit::SafeStop,
+        }
+    }
+}
+
+/// An error with the exit code it maps to.
+pub struct Failure {
+    pub code: Exit,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(code: Exit, error: impl Into<anyhow::Error>) -> Self {
+        Failure { code, error: error.into() }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "sonoflow", version, about = "Real-time intraoperative ultrasound pipeline (research software, not a medical device)")]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline from a config file.
+    Run(run::RunArgs),
+    /// Write a simulated tracked sweep (images, label masks, ground truth).
+    Simulate(simulate::SimulateArgs),
+    /// Simulate a sweep if needed, run the whole pipeline on it, print per-stage latency.
+    Demo(demo::DemoArgs),
+}
+
+pub fn dispatch(command: Command) -> Result<Exit, Failure> {
+    match command {
+        Command::Run(args) => run::execute(args),
+        Command::Simulate(args) => simulate::execute(args),
+        Command::Demo(args) => demo::execute(args),
+    }
+}
+
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,110 @@
+//! `sonoflow run`: load a config, apply command-line overrides, run, report.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use sonoflow::capture::Pace;
+use sonoflow::config::{Config, SourceKind};
+use sonoflow::pipeline::build::{BuildError, pipeline_from_config};
+use sonoflow::pipeline::report::write_chrome_trace;
+use sonoflow::pipeline::{StopReason, Supervisor, run};
+
+use super::{Exit, Failure};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config (see configs/README.md).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Replay this sequence file instead of the configured source.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Stop after N frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write a Chrome/Perfetto trace here.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Override the replay pace.
+    #[arg(long, value_enum)]
+    pub pace: Option<PaceArg>,
+    /// Print the per-stage latency table at the end.
+    #[arg(long)]
+    pub table: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PaceArg {
+    Recorded,
+    Fast,
+}
+
+pub fn execute(args: RunArgs) -> Result<Exit, Failure> {
+    let mut config = Config::load(&args.config).map_err(|e| Failure::new(Exit::Usage, e))?;
+    if let Some(input) = args.input {
+        config.capture.kind = SourceKind::Replay;
+        config.capture.path = Some(input);
+    }
+    if let Some(frames) = args.frames {
+        config.pipeline.max_frames = frames;
+    }
+    if let Some(report) = args.report {
+        config.metrics.report_path = Some(report);
+    }
+    if let Some(trace) = args.trace {
+        config.metrics.trace_path = Some(trace);
+    }
+    if let Some(pace) = args.pace {
+        config.capture.pace = match pace {
+            PaceArg::Recorded => Pace::Recorded,
+            PaceArg::Fast => Pace::Fast,
+        };
+    }
+    run_config(&config, args.table)
+}
+
+/// Runs a config to its end, writes the report and trace, prints the summary.
+pub fn run_config(config: &Config, print_table: bool) -> Result<Exit, Failure> {
+    let supervisor = Supervisor::new();
+    let spec = pipeline_from_config(config, supervisor.clone()).map_err(|e| {
+        let code = match e {
+            BuildError::Config(_) => Exit::Usage,
+            BuildError::Capture(_) => Exit::Input,
+            _ => Exit::Internal,
+        };
+        Failure::new(code, e)
+    })?;
+    let on_interrupt = supervisor.clone();
+    // Only one handler per process; a second run in the same process keeps the first.
+    let _ = ctrlc::set_handler(move || on_interrupt.request_stop(StopReason::Interrupted));
+
+    let result = run(spec).map_err(|e| Failure::new(Exit::Internal, e))?;
+    let report = &result.report;
+    if let Some(path) = &config.metrics.report_path {
+        report.write_json(path).with_context(|| format!("writing report {}", path.display())).map_err(|e| Failure::new(Exit::Internal, e))?;
+    }
+    if let Some(path) = &config.metrics.trace_path {
+        let names: Vec<String> = report.stages.iter().map(|s| s.name.clone()).collect();
+        write_chrome_trace(path, &names, &result.trace)
+            .with_context(|| format!("writing trace {}", path.display()))
+            .map_err(|e| Failure::new(Exit::Internal, e))?;
+    }
+    if print_table {
+        eprint!("{}", report.stage_table());
+    }
+    for fault in report.faults.iter().take(5) {
+        eprintln!("sonoflow: fault in {} at frame {}: {} ({})", fault.stage, fault.seq, fault.error, fault.action);
+    }
+    for rec in &report.recordings {
+        if let Some(error) = &rec.error {
+            eprintln!("sonoflow: recording {} failed: {error}", rec.path.display());
+        }
+    }
+    eprintln!("{}", report.summary_line());
+    Ok(Exit::for_stop(report.stop_reason))
+}

@@ -1,0 +1,136 @@
+//! Shared fixtures for the runtime tests: a counting source and small test stages.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sonoflow::capture::{CaptureError, Next, Source, SourceFormat};
+use sonoflow::frame::{Frame, IDENTITY, PixelData, PixelFormat, TransformStatus};
+use sonoflow::pipeline::{Clock, ErrorPolicy, Outcome, QueuePolicy, Stage, StageError, StageSpec};
+
+pub const WIDTH: usize = 32;
+pub const HEIGHT: usize = 24;
+
+/// Frames whose pixels, timestamp and probe translation all encode their index.
+pub struct CountingSource {
+    pub frames: u64,
+    pub next: u64,
+    pub period_ns: u64,
+    pub fail_at: Option<u64>,
+    name: Arc<str>,
+    start_ns: Option<u64>,
+}
+
+impl CountingSource {
+    pub fn new(frames: u64) -> Self {
+        CountingSource { frames, next: 0, period_ns: 0, fail_at: None, name: Arc::from("ProbeToTracker"), start_ns: None }
+    }
+
+    pub fn paced(frames: u64, period_ns: u64) -> Self {
+        CountingSource { period_ns, ..Self::new(frames) }
+    }
+}
+
+impl Source for CountingSource {
+    fn describe(&self) -> String {
+        "counting".into()
+    }
+    fn format(&self) -> SourceFormat {
+        SourceFormat { width: WIDTH, height: HEIGHT, pixel_format: PixelFormat::Gray8 }
+    }
+    fn is_live(&self) -> bool {
+        false
+    }
+    fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
+        if self.next >= self.frames {
+            return Ok(Next::End);
+        }
+        if self.period_ns > 0 {
+            let start = *self.start_ns.get_or_insert_with(|| clock.now_ns());
+            clock.sleep_until_ns(start + self.next * self.period_ns);
+        }
+        Ok(Next::Ready)
+    }
+    fn fill(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
+        if self.fail_at == Some(self.next) {
+            return Err(CaptureError::BadFrame { source_name: "counting".into(), frame: self.next as usize, message: "injected".into() });
+        }
+        let PixelData::Gray8(px) = frame.image.pixels.data_mut() else { unreachable!() };
+        px[..WIDTH * HEIGHT].fill((self.next % 251) as u8);
+        frame.image.width = WIDTH;
+        frame.image.height = HEIGHT;
+        frame.capture_time_s = self.next as f64 / 30.0;
+        let mut m = IDENTITY;
+        m[3] = self.next as f64;
+        frame.transforms.clear();
+        frame.transforms.set(&self.name, m, TransformStatus::Ok).unwrap();
+        self.next += 1;
+        Ok(())
+    }
+}
+
+/// What a stage saw: frame seq and the probe x translation.
+pub type Seen = Arc<Mutex<Vec<(u64, f64)>>>;
+
+/// Records what passes (test-only: it locks and allocates).
+pub struct RecordingStage {
+    pub seen: Seen,
+}
+
+impl Stage for RecordingStage {
+    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+        let x = input.transforms.get("ProbeToTracker").map_or(f64::NAN, |t| t.matrix[3]);
+        self.seen.lock().unwrap().push((input.seq, x));
+        *output = Some(input);
+        Ok(Outcome::Emitted)
+    }
+}
+
+/// Sleeps per frame, to fall behind its producer.
+pub struct SlowStage {
+    pub delay: Duration,
+}
+
+impl Stage for SlowStage {
+    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+        std::thread::sleep(self.delay);
+        *output = Some(input);
+        Ok(Outcome::Emitted)
+    }
+}
+
+/// Fails on the listed frames.
+pub struct FailingStage {
+    pub fail_on: Vec<u64>,
+    pub stops: Arc<AtomicUsize>,
+}
+
+impl Stage for FailingStage {
+    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+        if self.fail_on.contains(&input.seq) {
+            return Err(StageError::Failed(format!("injected failure at {}", input.seq)));
+        }
+        *output = Some(input);
+        Ok(Outcome::Emitted)
+    }
+    fn stop(&mut self) {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub fn spec_of<S: Stage + 'static>(
+    name: &str,
+    policy: QueuePolicy,
+    capacity: usize,
+    on_error: ErrorPolicy,
+    mut make: impl FnMut() -> S + Send + 'static,
+) -> StageSpec {
+    StageSpec {
+        name: name.into(),
+        factory: Box::new(move || Ok(Box::new(make()) as Box<dyn Stage>)),
+        on_error,
+        queue_capacity: capacity,
+        queue_policy: policy,
+    }
+}
