@@ -33,7 +33,6 @@ pub struct Config {
     pub segment: StageConfig,
     pub threshold: StageConfig,
     pub reconstruct: StageConfig,
-    #[serde(default = "StageConfig::haptics")]
     pub haptics: StageConfig,
     pub record: RecordConfig,
     pub metrics: MetricsConfig,
@@ -48,7 +47,7 @@ impl Default for Config {
             segment: StageConfig::default(),
             threshold: StageConfig::default(),
             reconstruct: StageConfig::default(),
-            haptics: StageConfig::haptics(),
+            haptics: StageConfig::default(),
             record: RecordConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -130,7 +129,8 @@ impl Default for CaptureConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StageConfig {
     pub enabled: bool,
-    pub on_error: ErrorPolicy,
+    /// Unset: the stage's own default (safe-stop for haptics, drop-frame for the others).
+    pub on_error: Option<ErrorPolicy>,
     /// Frames the queue in front of this stage holds.
     pub queue_capacity: usize,
     pub queue_policy: QueuePolicy,
@@ -140,17 +140,23 @@ impl Default for StageConfig {
     fn default() -> Self {
         StageConfig {
             enabled: true,
-            on_error: ErrorPolicy::DropFrame,
+            on_error: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_policy: QueuePolicy::DropOldest,
         }
     }
 }
 
+/// The error policy of a stage whose config leaves `on_error` unset.
+pub fn default_error_policy(stage: &str) -> ErrorPolicy {
+    // Haptics drives a device next to the patient: any error of it stops everything safely.
+    if stage == "haptics" { ErrorPolicy::SafeStop } else { ErrorPolicy::DropFrame }
+}
+
 impl StageConfig {
-    /// Haptics drives a device next to the patient: any error of it stops everything safely.
-    pub fn haptics() -> Self {
-        StageConfig { on_error: ErrorPolicy::SafeStop, ..StageConfig::default() }
+    /// The policy in force for the stage called `stage`.
+    pub fn error_policy(&self, stage: &str) -> ErrorPolicy {
+        self.on_error.unwrap_or_else(|| default_error_policy(stage))
     }
 }
 
@@ -280,7 +286,7 @@ impl Config {
     }
 
     fn check_consistency(&self) -> Result<(), ConfigError> {
-        if self.haptics.on_error != ErrorPolicy::SafeStop {
+        if self.haptics.error_policy("haptics") != ErrorPolicy::SafeStop {
             return Err(invalid(
                 "haptics.on_error",
                 "must be \"safe-stop\": a haptics fault must always put the device in its safe state",
@@ -394,7 +400,8 @@ mod tests {
     fn haptics_must_safe_stop() {
         let c = Config::parse("[haptics]\non_error = \"drop-frame\"\n").unwrap();
         assert_eq!(key_of(c.validate().unwrap_err()), "haptics.on_error");
-        assert_eq!(Config::parse("[haptics]\nenabled = true\n").unwrap().haptics.on_error, ErrorPolicy::SafeStop);
+        assert_eq!(Config::parse("[haptics]\nenabled = true\n").unwrap().haptics.error_policy("haptics"), ErrorPolicy::SafeStop);
+        assert_eq!(Config::default().segment.error_policy("segment"), ErrorPolicy::DropFrame);
     }
 
     #[test]

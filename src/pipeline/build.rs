@@ -59,7 +59,7 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
             name: name.to_string(),
             // Placeholders until the real stages land; each later replaces its own line here.
             factory: Box::new(|| Ok(Box::new(PassThroughStage) as Box<dyn Stage>)),
-            on_error: stage.on_error,
+            on_error: stage.error_policy(name),
             queue_capacity: stage.queue_capacity,
             queue_policy: stage.queue_policy,
         })

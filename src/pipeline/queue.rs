@@ -1,16 +1,24 @@
-//! Bounded queues between stages, with an explicit overflow policy per edge.
+//! Bounded lock-free queues between stages, with an explicit overflow policy per edge.
 //!
 //! `DropOldest` (the default) never blocks the producer: when the queue is full the oldest frame is
-//! taken out and dropped, because in surgery the newest image is the one that matters. `Block`
+//! displaced and dropped, because in surgery the newest image is the one that matters. `Block`
 //! makes the producer wait, which replays use to process every frame deterministically.
-//! Every push, drop and drain is counted; none of it allocates after the channel exists.
+//!
+//! The queue is a crossbeam `ArrayQueue` (lock-free, fixed capacity). Waiting is by thread
+//! park/unpark (a futex on Linux): no locks, and no allocation once each end has bound its thread,
+//! unlike a channel whose waiter lists grow the first time a thread blocks. Every push, drop and
+//! drain is counted.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 
-use crossbeam_channel::{RecvTimeoutError, SendTimeoutError, TrySendError};
+use crossbeam_queue::ArrayQueue;
 use serde::{Deserialize, Serialize};
+
+/// Longest a parked thread sleeps before it looks again (guards against a missed wake-up).
+const PARK_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// What a full queue does with a new item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -25,25 +33,40 @@ pub enum QueuePolicy {
 #[derive(Debug, Default)]
 pub struct QueueCounters {
     pub pushed: AtomicU64,
-    /// Items thrown away to make room (drop-oldest).
+    /// Items displaced to make room for newer ones (drop-oldest).
     pub dropped: AtomicU64,
-    /// Items discarded unprocessed during a safe-stop.
+    /// Items discarded because of a safe-stop, by either end.
     pub drained: AtomicU64,
     pub max_depth: AtomicUsize,
 }
 
-/// Producer end.
-pub struct QueueSender<T> {
-    tx: crossbeam_channel::Sender<T>,
-    // Drop-oldest takes the oldest item out through its own receiver handle.
-    oldest: Option<crossbeam_channel::Receiver<T>>,
+struct Shared<T> {
+    items: ArrayQueue<T>,
+    policy: QueuePolicy,
     counters: Arc<QueueCounters>,
+    producer_gone: AtomicBool,
+    consumer_gone: AtomicBool,
+    producer: OnceLock<Thread>,
+    consumer: OnceLock<Thread>,
 }
 
-/// Consumer end.
+/// Wakes the thread bound to one end, if it has bound itself yet.
+fn wake(thread: &OnceLock<Thread>) {
+    // Pairs with the fence a waiter issues between binding itself and its last look.
+    fence(Ordering::SeqCst);
+    if let Some(t) = thread.get() {
+        t.unpark();
+    }
+}
+
+/// Producer end (one producer per queue).
+pub struct QueueSender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// Consumer end (one consumer per queue).
 pub struct QueueReceiver<T> {
-    rx: crossbeam_channel::Receiver<T>,
-    counters: Arc<QueueCounters>,
+    shared: Arc<Shared<T>>,
 }
 
 /// Why a push did not go through.
@@ -55,79 +78,110 @@ pub enum PushError {
 
 /// Makes a queue holding at most `capacity` items (at least 1).
 pub fn bounded<T>(capacity: usize, policy: QueuePolicy) -> (QueueSender<T>, QueueReceiver<T>, Arc<QueueCounters>) {
-    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     let counters = Arc::new(QueueCounters::default());
-    let oldest = (policy == QueuePolicy::DropOldest).then(|| rx.clone());
-    (
-        QueueSender { tx, oldest, counters: counters.clone() },
-        QueueReceiver { rx, counters: counters.clone() },
-        counters,
-    )
+    let shared = Arc::new(Shared {
+        items: ArrayQueue::new(capacity.max(1)),
+        policy,
+        counters: counters.clone(),
+        producer_gone: AtomicBool::new(false),
+        consumer_gone: AtomicBool::new(false),
+        producer: OnceLock::new(),
+        consumer: OnceLock::new(),
+    });
+    (QueueSender { shared: shared.clone() }, QueueReceiver { shared }, counters)
 }
 
 impl<T> QueueSender<T> {
     /// Pushes `item`, applying the queue's overflow policy. A blocking push gives up when
-    /// `keep_waiting` says so (shutdown), dropping the item and counting it as drained.
-    pub fn push(&self, mut item: T, keep_waiting: impl Fn() -> bool) -> Result<(), PushError> {
-        match &self.oldest {
-            Some(oldest) => loop {
-                match self.tx.try_send(item) {
-                    Ok(()) => break,
-                    Err(TrySendError::Full(back)) => {
-                        item = back;
-                        // The consumer may have emptied a slot meanwhile; then nothing is dropped.
-                        if let Ok(old) = oldest.try_recv() {
-                            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                            drop(old);
-                        }
-                    }
-                    Err(TrySendError::Disconnected(_)) => return Err(PushError::Disconnected),
-                }
-            },
-            None => loop {
-                match self.tx.send_timeout(item, Duration::from_millis(20)) {
-                    Ok(()) => break,
-                    Err(SendTimeoutError::Timeout(back)) => {
-                        if !keep_waiting() {
-                            // Never entered the queue: counted as drained, not pushed.
-                            self.counters.drained.fetch_add(1, Ordering::Relaxed);
-                            return Ok(());
-                        }
-                        item = back;
-                    }
-                    Err(SendTimeoutError::Disconnected(_)) => return Err(PushError::Disconnected),
-                }
-            },
+    /// `keep_waiting` says so (shutdown); the item is then dropped and counted as drained.
+    pub fn push(&self, item: T, keep_waiting: impl Fn() -> bool) -> Result<(), PushError> {
+        let s = &*self.shared;
+        if s.consumer_gone.load(Ordering::Acquire) {
+            return Err(PushError::Disconnected);
         }
-        self.counters.pushed.fetch_add(1, Ordering::Relaxed);
-        self.counters.max_depth.fetch_max(self.tx.len(), Ordering::Relaxed);
+        match s.policy {
+            QueuePolicy::DropOldest => {
+                if let Some(oldest) = s.items.force_push(item) {
+                    s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    drop(oldest);
+                }
+            }
+            QueuePolicy::Block => {
+                let mut item = item;
+                loop {
+                    match s.items.push(item) {
+                        Ok(()) => break,
+                        Err(back) => item = back,
+                    }
+                    if s.consumer_gone.load(Ordering::Acquire) {
+                        return Err(PushError::Disconnected);
+                    }
+                    if !keep_waiting() {
+                        // Never entered the queue: counted as drained, not pushed.
+                        s.counters.drained.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    s.producer.get_or_init(std::thread::current);
+                    fence(Ordering::SeqCst);
+                    if s.items.is_full() {
+                        std::thread::park_timeout(PARK_TIMEOUT);
+                    }
+                }
+            }
+        }
+        s.counters.pushed.fetch_add(1, Ordering::Relaxed);
+        s.counters.max_depth.fetch_max(s.items.len(), Ordering::Relaxed);
+        wake(&s.consumer);
         Ok(())
     }
 }
 
+impl<T> Drop for QueueSender<T> {
+    fn drop(&mut self) {
+        self.shared.producer_gone.store(true, Ordering::Release);
+        wake(&self.shared.consumer);
+    }
+}
+
 impl<T> QueueReceiver<T> {
-    /// Waits for the next item; `None` once every producer is gone and the queue is empty.
+    /// Waits for the next item; `None` once the producer is gone and the queue is empty.
     pub fn recv(&self) -> Option<T> {
+        let s = &*self.shared;
+        s.consumer.get_or_init(std::thread::current);
         loop {
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(item) => return Some(item),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return None,
+            if let Some(item) = s.items.pop() {
+                wake(&s.producer);
+                return Some(item);
+            }
+            if s.producer_gone.load(Ordering::Acquire) {
+                // The producer may have pushed just before leaving.
+                return s.items.pop();
+            }
+            fence(Ordering::SeqCst);
+            if s.items.is_empty() && !s.producer_gone.load(Ordering::Acquire) {
+                std::thread::park_timeout(PARK_TIMEOUT);
             }
         }
     }
 
     /// Counts an item taken from this queue and thrown away unprocessed (safe-stop).
     pub fn count_drained(&self) {
-        self.counters.drained.fetch_add(1, Ordering::Relaxed);
+        self.shared.counters.drained.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn len(&self) -> usize {
-        self.rx.len()
+        self.shared.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.shared.items.is_empty()
+    }
+}
+
+impl<T> Drop for QueueReceiver<T> {
+    fn drop(&mut self) {
+        self.shared.consumer_gone.store(true, Ordering::Release);
+        wake(&self.shared.producer);
     }
 }
 
@@ -157,9 +211,14 @@ mod tests {
         tx.push(2, || false).unwrap();
         assert_eq!(counters.drained.load(Ordering::Relaxed), 1);
         let consumer = std::thread::spawn(move || std::iter::from_fn(|| rx.recv()).collect::<Vec<_>>());
-        tx.push(3, || true).unwrap();
+        for i in 3..2000 {
+            tx.push(i, || true).unwrap();
+        }
         drop(tx);
-        assert_eq!(consumer.join().unwrap(), vec![1, 3]);
+        let got = consumer.join().unwrap();
+        assert_eq!(got.len(), 1998);
+        assert_eq!(got[0], 1);
+        assert!(got[1..].iter().copied().eq(3..2000));
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     }
 
@@ -168,5 +227,16 @@ mod tests {
         let (tx, rx, _) = bounded::<u32>(1, QueuePolicy::Block);
         drop(rx);
         assert_eq!(tx.push(1, || true), Err(PushError::Disconnected));
+    }
+
+    #[test]
+    fn a_waiting_consumer_wakes_for_each_item_and_at_the_end() {
+        let (tx, rx, _) = bounded::<u64>(2, QueuePolicy::Block);
+        let consumer = std::thread::spawn(move || std::iter::from_fn(|| rx.recv()).sum::<u64>());
+        for i in 0..10_000u64 {
+            tx.push(i, || true).unwrap();
+        }
+        drop(tx);
+        assert_eq!(consumer.join().unwrap(), (0..10_000u64).sum::<u64>());
     }
 }

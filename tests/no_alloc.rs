@@ -1,0 +1,135 @@
+//! Proves the hot path allocates nothing after warm-up: a counting global allocator counts
+//! allocations per thread, and a probe wrapped around each pass-through stage reads the count
+//! (1) around `process` itself and (2) between consecutive frames, which covers the runtime's
+//! whole per-frame loop on that thread: receive, stamps, metrics, trace, push to the next queue.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::CountingSource;
+use sonoflow::frame::Frame;
+use sonoflow::pipeline::passthrough::PassThroughStage;
+use sonoflow::pipeline::{Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, Supervisor, run};
+
+struct CountingAllocator;
+
+thread_local! {
+    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        THREAD_ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        THREAD_ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations_here() -> u64 {
+    THREAD_ALLOCATIONS.with(Cell::get)
+}
+
+const WARM_UP_FRAMES: u64 = 50;
+
+#[derive(Default)]
+struct Counts {
+    inside_process: AtomicU64,
+    per_frame_loop: AtomicU64,
+    frames_measured: AtomicU64,
+}
+
+/// Wraps a stage; counts this thread's allocations inside `process` and between frames.
+struct Probe {
+    inner: PassThroughStage,
+    counts: Arc<Counts>,
+    last_exit: Option<u64>,
+}
+
+impl Stage for Probe {
+    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+        let measuring = input.seq >= WARM_UP_FRAMES;
+        let entry = allocations_here();
+        if measuring {
+            if let Some(last_exit) = self.last_exit {
+                self.counts.per_frame_loop.fetch_add(entry - last_exit, Ordering::Relaxed);
+            }
+        }
+        let result = self.inner.process(input, output);
+        let exit = allocations_here();
+        if measuring {
+            self.counts.inside_process.fetch_add(exit - entry, Ordering::Relaxed);
+            self.counts.frames_measured.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_exit = Some(exit);
+        result
+    }
+}
+
+fn probed(name: &str, policy: QueuePolicy, counts: &Arc<Counts>) -> StageSpec {
+    let counts = counts.clone();
+    StageSpec {
+        name: name.into(),
+        factory: Box::new(move || Ok(Box::new(Probe { inner: PassThroughStage, counts: counts.clone(), last_exit: None }) as Box<dyn Stage>)),
+        on_error: ErrorPolicy::DropFrame,
+        queue_capacity: 4,
+        queue_policy: policy,
+    }
+}
+
+fn run_chain(policy: QueuePolicy, clock: Clock) -> Arc<Counts> {
+    let counts = Arc::new(Counts::default());
+    let stages = ["preprocess", "segment", "threshold", "reconstruct", "haptics"].map(|n| probed(n, policy, &counts)).into();
+    let spec = PipelineSpec {
+        source: Box::new(CountingSource::paced(1000, 20_000)),
+        stages,
+        clock,
+        pool_frames: 32,
+        max_frames: None,
+        deadline_ms: 80.0,
+        max_restarts: 0,
+        trace_capacity: 10_000,
+        input_tap: None,
+        mask_tap: None,
+        supervisor: Supervisor::new(),
+    };
+    let report = run(spec).unwrap().report;
+    assert_eq!(report.frames_out + report.total_drops(), 1000);
+    counts
+}
+
+#[test]
+fn pass_through_chain_allocates_nothing_after_warm_up() {
+    for (policy, clock) in [(QueuePolicy::Block, Clock::mock()), (QueuePolicy::DropOldest, Clock::monotonic())] {
+        let counts = run_chain(policy, clock);
+        let measured = counts.frames_measured.load(Ordering::Relaxed);
+        assert!(measured > 1000, "{policy:?}: too few frames measured ({measured})");
+        assert_eq!(counts.inside_process.load(Ordering::Relaxed), 0, "{policy:?}: allocations inside process");
+        assert_eq!(counts.per_frame_loop.load(Ordering::Relaxed), 0, "{policy:?}: allocations in the runtime loop");
+    }
+}
+
+#[test]
+fn the_probe_would_see_an_allocation() {
+    // Guards the guard: an allocation on this thread moves the counter.
+    let before = allocations_here();
+    let v: Vec<u8> = Vec::with_capacity(64);
+    std::hint::black_box(&v);
+    assert!(allocations_here() > before);
+}
