@@ -105,6 +105,9 @@ pub struct CaptureConfig {
     pub kind: SourceKind,
     /// Sequence file to replay (`.mha`, `.mhd`, `.seq.nrrd`).
     pub path: Option<PathBuf>,
+    /// Replay: a label-mask sequence with one mask per frame of `path` (e.g. the simulator's
+    /// `.labels.mha`), attached to each frame as its mask.
+    pub labels_path: Option<PathBuf>,
     pub pace: Pace,
     /// Replay: start again at the first frame after the last.
     #[serde(rename = "loop")]
@@ -117,6 +120,7 @@ impl Default for CaptureConfig {
         CaptureConfig {
             kind: SourceKind::Simulator,
             path: None,
+            labels_path: None,
             pace: Pace::Recorded,
             looping: false,
             simulator: SimulationSpec::default(),
@@ -321,6 +325,9 @@ impl Config {
             }
             _ => {}
         }
+        if self.capture.labels_path.is_some() && self.capture.kind != SourceKind::Replay {
+            return Err(invalid("capture.labels_path", "is only used with kind = \"replay\""));
+        }
         if self.capture.looping && self.capture.kind != SourceKind::Replay {
             return Err(invalid("capture.loop", "is only used with kind = \"replay\""));
         }
@@ -331,9 +338,11 @@ impl Config {
     }
 
     fn check_environment(&self) -> Result<(), ConfigError> {
-        if let Some(path) = &self.capture.path {
-            if !path.is_file() {
-                return Err(invalid("capture.path", format!("{} does not exist or is not a file", path.display())));
+        for (key, path) in [("capture.path", &self.capture.path), ("capture.labels_path", &self.capture.labels_path)] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    return Err(invalid(key, format!("{} does not exist or is not a file", path.display())));
+                }
             }
         }
         let outputs = [

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::capture::{CaptureError, Next, Source, SourceFormat};
-use crate::frame::Frame;
+use crate::frame::{Frame, PixelPool};
 use crate::io::SequenceReader;
 use crate::pipeline::clock::Clock;
 
@@ -28,6 +28,8 @@ pub enum Pace {
 
 pub struct ReplaySource {
     reader: SequenceReader,
+    /// Label masks replayed alongside, one per frame, and the buffers they travel in.
+    labels: Option<(SequenceReader, PixelPool)>,
     pace: Pace,
     looping: bool,
     next: usize,
@@ -43,7 +45,27 @@ impl ReplaySource {
         if reader.frames().is_empty() {
             return Err(CaptureError::Failed { source_name: path.display().to_string(), message: "the file holds no frames".into() });
         }
-        Ok(ReplaySource { reader, pace, looping, next: 0, loop_offset_s: 0.0, origin: None })
+        Ok(ReplaySource { reader, labels: None, pace, looping, next: 0, loop_offset_s: 0.0, origin: None })
+    }
+
+    /// Attaches the masks of a label sequence (e.g. the simulator's `.labels.mha`) to the frames;
+    /// it must hold one mask of the image's size per frame. `buffers` must match the frame pool,
+    /// so that every frame in flight can carry its mask.
+    pub fn with_labels(mut self, path: &Path, buffers: usize) -> Result<Self, CaptureError> {
+        let labels = SequenceReader::open(path)?;
+        let (h, l) = (self.reader.header(), labels.header());
+        if (l.width, l.height, l.frame_count) != (h.width, h.height, h.frame_count) {
+            return Err(CaptureError::Failed {
+                source_name: path.display().to_string(),
+                message: format!(
+                    "labels are {}x{}x{} but the images are {}x{}x{}",
+                    l.width, l.height, l.frame_count, h.width, h.height, h.frame_count
+                ),
+            });
+        }
+        let pool = PixelPool::new(l.pixel_format, l.width * l.height, buffers);
+        self.labels = Some((labels, pool));
+        Ok(self)
     }
 
     pub fn frame_count(&self) -> usize {
@@ -82,6 +104,9 @@ impl Source for ReplaySource {
                 return Ok(Next::End);
             }
             self.reader.rewind()?;
+            if let Some((labels, _)) = self.labels.as_mut() {
+                labels.rewind()?;
+            }
             self.loop_offset_s += self.loop_period_s();
             self.next = 0;
         }
@@ -103,6 +128,18 @@ impl Source for ReplaySource {
                 frame: self.next,
                 message: format!("reader returned frame {index:?} instead"),
             });
+        }
+        frame.mask = None;
+        if let Some((labels, pool)) = self.labels.as_mut() {
+            let Some(mut mask) = pool.try_acquire() else {
+                return Err(CaptureError::BadFrame {
+                    source_name: labels.path().display().to_string(),
+                    frame: self.next,
+                    message: "no free mask buffer (the label pool must be as large as the frame pool)".into(),
+                });
+            };
+            labels.read_next(mask.data_mut())?;
+            frame.mask = Some(mask);
         }
         let header = self.reader.header();
         let meta = &self.reader.frames()[self.next];

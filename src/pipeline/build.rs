@@ -38,7 +38,13 @@ pub fn labels_path(path: &Path) -> PathBuf {
 pub fn open_source(config: &Config) -> Result<Box<dyn Source>, BuildError> {
     let c = &config.capture;
     Ok(match (c.kind, &c.path) {
-        (SourceKind::Replay, Some(path)) => Box::new(ReplaySource::open(path, c.pace, c.looping)?),
+        (SourceKind::Replay, Some(path)) => {
+            let replay = ReplaySource::open(path, c.pace, c.looping)?;
+            match &c.labels_path {
+                Some(labels) => Box::new(replay.with_labels(labels, config.pipeline.pool_frames)?),
+                None => Box::new(replay),
+            }
+        }
         (SourceKind::Replay, None) => {
             return Err(ConfigError::Invalid { key: "capture.path".into(), message: "replay needs a file".into() }.into());
         }
