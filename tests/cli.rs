@@ -1,0 +1,145 @@
+//! The command line as a user runs it: exit codes, messages, reports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sonoflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sonoflow")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn plus_data() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/plus");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("skipping: ../shared/data/plus not found (the shared test data is not on this machine)");
+        None
+    }
+}
+
+#[test]
+fn replays_the_spine_phantom_and_writes_the_report() {
+    let Some(data) = plus_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let input = data.join("SpinePhantomFreehand.igs.mha");
+    let o = sonoflow(&["run", "--config", "configs/replay.toml", "--input", input.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sonoflow: 21 frames in, 21 out, 0 dropped"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["frames_out"], 21);
+    assert_eq!(r["stop_reason"], "end-of-input");
+    let stages: Vec<&str> = r["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["capture", "preprocess", "segment", "threshold", "reconstruct", "haptics"]);
+    for s in r["stages"].as_array().unwrap() {
+        assert_eq!(s["latency"]["count"], 21);
+        for key in ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "jitter_ms"] {
+            assert!(s["latency"][key].is_number(), "{key}");
+        }
+    }
+    assert_eq!(r["end_to_end"]["latency"]["count"], 21);
+}
+
+#[test]
+fn an_unknown_key_is_a_usage_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[segment]\nqueue_capacty = 3\n").unwrap();
+    let o = sonoflow(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("queue_capacty"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_out_of_range_value_names_section_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[pipeline]\npool_frames = 4\n").unwrap();
+    let o = sonoflow(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("pipeline.pool_frames"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_missing_input_is_a_usage_error_and_a_corrupt_one_an_input_error() {
+    let o = sonoflow(&["run", "--config", "configs/replay.toml", "--input", "/no/such/file.mha"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/no/such/file.mha"), "{}", stderr(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.mha");
+    std::fs::write(&corrupt, b"ObjectType = Image\nNDims = 3\nDimSize = 4 4 two\n").unwrap();
+    let o = sonoflow(&["run", "--config", "configs/replay.toml", "--input", corrupt.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("corrupt.mha"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_truncated_recording_stops_cleanly_with_an_input_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("sweep.mha");
+    let o = sonoflow(&["simulate", "--out", sweep.to_str().unwrap(), "--frames", "20"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let bytes = std::fs::read(&sweep).unwrap();
+    let truncated = dir.path().join("truncated.mha");
+    std::fs::write(&truncated, &bytes[..bytes.len() * 3 / 4]).unwrap();
+    let report = dir.path().join("r.json");
+    let o = sonoflow(&["run", "--config", "configs/replay.toml", "--input", truncated.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("truncated.mha"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["stop_reason"], "source-error");
+    let out = r["frames_out"].as_u64().unwrap();
+    assert!(out > 0 && out < 20, "the frames before the damage were processed: {out}");
+}
+
+#[test]
+fn simulate_then_run_with_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("s.mha");
+    let o = sonoflow(&["simulate", "--out", sweep.to_str().unwrap(), "--frames", "12", "--seed", "3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in ["s.mha", "s.labels.mha", "s.truth.json"] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    let config = dir.path().join("c.toml");
+    let rec = dir.path().join("rec.mha");
+    std::fs::write(
+        &config,
+        format!("[capture]\nkind = \"replay\"\npace = \"fast\"\n[record]\npath = \"{}\"\n[haptics]\nqueue_policy = \"block\"\n", rec.display()),
+    )
+    .unwrap();
+    let o = sonoflow(&["run", "--config", config.to_str().unwrap(), "--input", sweep.to_str().unwrap(), "--table"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("end-to-end"), "the table is printed: {}", stderr(&o));
+    let (_, frames) = sonoflow::io::sequence::read_all(&rec).unwrap();
+    assert_eq!(frames.len(), 12);
+}
+
+#[test]
+fn ctrl_c_shuts_down_cleanly_and_still_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("live.toml");
+    // The simulator at its 30 fps pace would run for minutes; the interrupt ends it.
+    std::fs::write(&config, "[capture]\nkind = \"simulator\"\n[capture.simulator]\nframes = 100000\n").unwrap();
+    let report = dir.path().join("r.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_sonoflow"))
+        .args(["run", "--config", config.to_str().unwrap(), "--report", report.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["stop_reason"], "interrupted");
+    assert!(r["frames_out"].as_u64().unwrap() > 0);
+}
