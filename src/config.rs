@@ -24,7 +24,7 @@ const MAX_POOL_FRAMES: usize = 4096;
 const MAX_QUEUE_CAPACITY: usize = 1024;
 const MAX_TRACE_CAPACITY_EVENTS: usize = 50_000_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub pipeline: PipelineConfig,
@@ -38,21 +38,6 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            pipeline: PipelineConfig::default(),
-            capture: CaptureConfig::default(),
-            preprocess: StageConfig::default(),
-            segment: StageConfig::default(),
-            threshold: StageConfig::default(),
-            reconstruct: StageConfig::default(),
-            haptics: StageConfig::default(),
-            record: RecordConfig::default(),
-            metrics: MetricsConfig::default(),
-        }
-    }
-}
 
 /// Which clock stamps the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -210,3 +210,30 @@ fn mock_clock_runs_are_identical() {
         assert_eq!(chunk.iter().map(|e| e.stage).collect::<Vec<_>>(), [0, 1, 2, 3]);
     }
 }
+
+struct PanickingStage;
+
+impl sonoflow::pipeline::Stage for PanickingStage {
+    fn process(
+        &mut self,
+        input: sonoflow::frame::Frame,
+        output: &mut Option<sonoflow::frame::Frame>,
+    ) -> Result<sonoflow::pipeline::Outcome, sonoflow::pipeline::StageError> {
+        if input.seq == 4 {
+            panic!("bug in frame {}", input.seq);
+        }
+        *output = Some(input);
+        Ok(sonoflow::pipeline::Outcome::Emitted)
+    }
+}
+
+#[test]
+fn a_panicking_stage_is_rebuilt_not_fatal() {
+    let stages = vec![spec_of("buggy", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, || PanickingStage)];
+    let r = run(pipeline(CountingSource::new(10), stages, Clock::monotonic())).unwrap().report;
+    assert_eq!(r.stop_reason, StopReason::EndOfInput);
+    assert_eq!(r.frames_out, 9);
+    assert_eq!(r.stages[1].restarts, 1);
+    assert_eq!(r.faults[0].action, "restart-stage");
+    assert!(r.faults[0].error.contains("panicked: bug in frame 4"), "{:?}", r.faults[0]);
+}

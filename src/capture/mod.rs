@@ -51,9 +51,6 @@ pub trait Source: Send {
 
     fn format(&self) -> SourceFormat;
 
-    /// Live sources drop frames when the pipeline falls behind; recorded ones wait for it.
-    fn is_live(&self) -> bool;
-
     /// Blocks until the next frame is due (recorded pace) or available (device).
     fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError>;
 

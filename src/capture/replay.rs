@@ -94,9 +94,6 @@ impl Source for ReplaySource {
         SourceFormat { width: h.width, height: h.height, pixel_format: h.pixel_format }
     }
 
-    fn is_live(&self) -> bool {
-        false
-    }
 
     fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
         if self.next >= self.reader.frames().len() {

@@ -48,9 +48,6 @@ impl Source for SimulatedSource {
         SourceFormat { width: spec.width_px, height: spec.height_px, pixel_format: PixelFormat::Gray8 }
     }
 
-    fn is_live(&self) -> bool {
-        false
-    }
 
     fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
         if self.next >= self.simulator.spec().frames {

@@ -7,6 +7,7 @@
 //! disconnection: the capture thread stops and drops its queue, each stage drains its input and
 //! drops its own, so every frame in flight is either processed or counted as drained.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -385,17 +386,23 @@ impl StageWorker {
             let start_ns = self.clock.now_ns();
             let span = tracing::debug_span!("stage", stage = self.name.as_str(), seq).entered();
             let mut slot = None;
-            let result = stage.process(frame, &mut slot);
+            let caught = std::panic::catch_unwind(AssertUnwindSafe(|| stage.process(frame, &mut slot)));
             drop(span);
             let end_ns = self.clock.now_ns();
             latency.record_ns(end_ns - start_ns);
             self.trace.push(TraceEvent { stage: index as u32, seq, start_ns, end_ns });
+            // A panic is a stage bug: its state cannot be trusted after unwinding, so it is
+            // rebuilt (or the pipeline safe-stops) even where the policy would only drop a frame.
+            let (result, panicked) = match caught {
+                Ok(result) => (result, false),
+                Err(payload) => (Err(StageError::Failed(format!("panicked: {}", panic_message(&payload)))), true),
+            };
             let emitted = match result {
                 Ok(Outcome::Emitted) => match slot.take() {
                     Some(frame) => Some(frame),
                     None => {
                         let e = StageError::Failed("reported a frame but emitted none".into());
-                        self.on_stage_error(&mut stage, seq, e, &mut report);
+                        self.on_stage_error(&mut stage, seq, e, self.on_error, &mut report);
                         None
                     }
                 },
@@ -404,7 +411,11 @@ impl StageWorker {
                     None
                 }
                 Err(e) => {
-                    self.on_stage_error(&mut stage, seq, e, &mut report);
+                    let policy = match self.on_error {
+                        ErrorPolicy::DropFrame if panicked => ErrorPolicy::RestartStage,
+                        policy => policy,
+                    };
+                    self.on_stage_error(&mut stage, seq, e, policy, &mut report);
                     None
                 }
             };
@@ -444,9 +455,16 @@ impl StageWorker {
         }
     }
 
-    fn on_stage_error(&mut self, stage: &mut Box<dyn Stage>, seq: u64, error: StageError, report: &mut StageReport) {
+    fn on_stage_error(
+        &mut self,
+        stage: &mut Box<dyn Stage>,
+        seq: u64,
+        error: StageError,
+        policy: ErrorPolicy,
+        report: &mut StageReport,
+    ) {
         report.errors += 1;
-        let mut action = self.on_error;
+        let mut action = policy;
         if action == ErrorPolicy::RestartStage {
             if report.restarts >= self.max_restarts {
                 action = ErrorPolicy::SafeStop;
@@ -478,5 +496,16 @@ impl StageWorker {
         if action == ErrorPolicy::SafeStop {
             self.supervisor.request_stop(StopReason::SafeStop);
         }
+    }
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
     }
 }

@@ -39,9 +39,6 @@ impl Source for CountingSource {
     fn format(&self) -> SourceFormat {
         SourceFormat { width: WIDTH, height: HEIGHT, pixel_format: PixelFormat::Gray8 }
     }
-    fn is_live(&self) -> bool {
-        false
-    }
     fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
         if self.next >= self.frames {
             return Ok(Next::End);
