@@ -1,6 +1,7 @@
-//! File formats: PLUS tracked-ultrasound sequence files (MetaImage `.mha`, `.mhd` + `.raw`/`.zraw`,
-//! and `.seq.nrrd`), plus the helpers they share.
+//! File formats: PLUS tracked-ultrasound sequence files (MetaImage `.mha`, `.mhd` + `.raw`/`.zraw`).
 
-pub mod sequence;
+pub mod plus;
 
-pub use sequence::{FrameMeta, SequenceError, SequenceHeader, SequenceReader, SequenceSpec, SequenceSummary, SequenceWriter};
+/// The sequence-file API under its descriptive name.
+pub use plus as sequence;
+pub use plus::{FrameMeta, SequenceError, SequenceHeader, SequenceReader, SequenceSpec, SequenceSummary, SequenceWriter};
