@@ -1,5 +1,6 @@
 //! `sonoflow simulate`: write a tracked sweep over the synthetic phantom, with ground truth.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -42,14 +43,20 @@ pub fn simulate_with_progress(
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Failure::new(Exit::Usage, anyhow::anyhow!("cannot create {}: {e}", parent.display())))?;
     }
+    // One line per tenth in logs; one self-overwriting line on a terminal.
+    let terminal = std::io::stderr().is_terminal();
     let mut last_tenth = 0;
     let mut progress = |done: usize, total: usize| {
         let tenth = done * 10 / total.max(1);
         if tenth > last_tenth {
             last_tenth = tenth;
-            eprint!("\rsonoflow: simulating {done}/{total} frames");
-            if done == total {
-                eprintln!();
+            if terminal {
+                eprint!("\rsonoflow: simulating {done}/{total} frames");
+                if done == total {
+                    eprintln!();
+                }
+            } else {
+                eprintln!("sonoflow: simulating {done}/{total} frames");
             }
         }
     };
