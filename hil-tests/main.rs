@@ -12,7 +12,9 @@ use common::{CountingSource, FailingStage, RecordingStage, Seen, spec_of};
 use sonoflow::frame::Frame;
 use sonoflow::pipeline::passthrough::PassThroughStage;
 use sonoflow::pipeline::report::Report;
-use sonoflow::pipeline::{Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, Supervisor, run};
+use sonoflow::pipeline::{
+    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, Supervisor, run,
+};
 
 /// Stalls once, for `stall`, on frame `at` (a GC pause, a driver hiccup, a slow model warm-up).
 struct StallingStage {
@@ -50,7 +52,12 @@ fn assert_conserved(r: &Report) {
     for (k, q) in r.queues.iter().enumerate() {
         let (producer, consumer) = (&r.stages[k], &r.stages[k + 1]);
         assert_eq!(producer.frames_out, consumer.frames_in + q.dropped + q.drained, "edge {}", q.name);
-        assert_eq!(consumer.frames_in, consumer.frames_out + consumer.errors + consumer.skipped, "stage {}", consumer.name);
+        assert_eq!(
+            consumer.frames_in,
+            consumer.frames_out + consumer.errors + consumer.skipped,
+            "stage {}",
+            consumer.name
+        );
     }
 }
 
@@ -64,7 +71,9 @@ fn a_stalled_stage_drops_the_oldest_frames_and_the_stream_recovers() {
             at: 100,
             stall: Duration::from_millis(150),
         }),
-        spec_of("haptics", QueuePolicy::DropOldest, 4, ErrorPolicy::SafeStop, move || RecordingStage { seen: probe.clone() }),
+        spec_of("haptics", QueuePolicy::DropOldest, 4, ErrorPolicy::SafeStop, move || RecordingStage {
+            seen: probe.clone(),
+        }),
     ];
     // 400 frames at 500 Hz: the 150 ms stall spans ~75 frames, far more than the 4-frame queue.
     let r = run(live_spec(CountingSource::paced(400, 2_000_000), stages)).unwrap().report;
@@ -90,7 +99,10 @@ fn a_haptics_fault_safe_stops_the_whole_pipeline() {
     let s = stops.clone();
     let stages = vec![
         spec_of("segment", QueuePolicy::DropOldest, 4, ErrorPolicy::DropFrame, || PassThroughStage),
-        spec_of("haptics", QueuePolicy::DropOldest, 4, ErrorPolicy::SafeStop, move || FailingStage { fail_on: vec![50], stops: s.clone() }),
+        spec_of("haptics", QueuePolicy::DropOldest, 4, ErrorPolicy::SafeStop, move || FailingStage {
+            fail_on: vec![50],
+            stops: s.clone(),
+        }),
     ];
     let r = run(live_spec(CountingSource::paced(100_000, 1_000_000), stages)).unwrap().report;
     assert_eq!(r.stop_reason, StopReason::SafeStop);

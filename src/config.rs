@@ -38,7 +38,6 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
-
 /// Which clock stamps the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -210,7 +209,8 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 impl Config {
     /// Reads and parses a TOML file (unknown keys are errors); does not validate.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
     }
 
@@ -263,7 +263,10 @@ impl Config {
             ));
         }
         if !(1..=MAX_POOL_FRAMES).contains(&self.record.queue_frames) {
-            return Err(invalid("record.queue_frames", format!("{} is outside 1..={MAX_POOL_FRAMES}", self.record.queue_frames)));
+            return Err(invalid(
+                "record.queue_frames",
+                format!("{} is outside 1..={MAX_POOL_FRAMES}", self.record.queue_frames),
+            ));
         }
         Ok(())
     }
@@ -293,7 +296,9 @@ impl Config {
             ));
         }
         if self.pipeline.clock == ClockKind::Mock {
-            if let Some((name, _)) = self.stages().into_iter().find(|(_, s)| s.enabled && s.queue_policy != QueuePolicy::Block) {
+            if let Some((name, _)) =
+                self.stages().into_iter().find(|(_, s)| s.enabled && s.queue_policy != QueuePolicy::Block)
+            {
                 return Err(invalid(
                     &format!("{name}.queue_policy"),
                     "the mock clock is for deterministic runs and needs \"block\" queues (which frames a \
@@ -394,7 +399,10 @@ mod tests {
     fn haptics_must_safe_stop() {
         let c = Config::parse("[haptics]\non_error = \"drop-frame\"\n").unwrap();
         assert_eq!(key_of(c.validate().unwrap_err()), "haptics.on_error");
-        assert_eq!(Config::parse("[haptics]\nenabled = true\n").unwrap().haptics.error_policy("haptics"), ErrorPolicy::SafeStop);
+        assert_eq!(
+            Config::parse("[haptics]\nenabled = true\n").unwrap().haptics.error_policy("haptics"),
+            ErrorPolicy::SafeStop
+        );
         assert_eq!(Config::default().segment.error_policy("segment"), ErrorPolicy::DropFrame);
     }
 

@@ -92,8 +92,12 @@ impl PixelData {
     /// Copies the first `n` pixels of `src`; false when formats differ or either is shorter.
     pub fn copy_prefix_from(&mut self, src: &PixelData, n: usize) -> bool {
         match (self, src) {
-            (PixelData::Gray8(d), PixelData::Gray8(s)) if d.len() >= n && s.len() >= n => d[..n].copy_from_slice(&s[..n]),
-            (PixelData::Gray16(d), PixelData::Gray16(s)) if d.len() >= n && s.len() >= n => d[..n].copy_from_slice(&s[..n]),
+            (PixelData::Gray8(d), PixelData::Gray8(s)) if d.len() >= n && s.len() >= n => {
+                d[..n].copy_from_slice(&s[..n])
+            }
+            (PixelData::Gray16(d), PixelData::Gray16(s)) if d.len() >= n && s.len() >= n => {
+                d[..n].copy_from_slice(&s[..n])
+            }
             _ => return false,
         }
         true

@@ -1,6 +1,8 @@
 //! The command line as a user runs it: exit codes, messages, reports.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::plus_data;
 use std::process::{Command, Output};
 
 fn sonoflow(args: &[&str]) -> Output {
@@ -11,23 +13,21 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn plus_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/plus");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: ../shared/data/plus not found (the shared test data is not on this machine)");
-        None
-    }
-}
-
 #[test]
 fn replays_the_spine_phantom_and_writes_the_report() {
     let Some(data) = plus_data() else { return };
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
     let input = data.join("SpinePhantomFreehand.igs.mha");
-    let o = sonoflow(&["run", "--config", "configs/replay.toml", "--input", input.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    let o = sonoflow(&[
+        "run",
+        "--config",
+        "configs/replay.toml",
+        "--input",
+        input.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("sonoflow: 21 frames in, 21 out, 0 dropped"), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -90,7 +90,15 @@ fn a_truncated_recording_stops_cleanly_with_an_input_error() {
     let truncated = dir.path().join("truncated.mha");
     std::fs::write(&truncated, &bytes[..bytes.len() * 3 / 4]).unwrap();
     let report = dir.path().join("r.json");
-    let o = sonoflow(&["run", "--config", "configs/replay.toml", "--input", truncated.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    let o = sonoflow(&[
+        "run",
+        "--config",
+        "configs/replay.toml",
+        "--input",
+        truncated.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("truncated.mha"), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();

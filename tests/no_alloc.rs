@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use common::CountingSource;
 use sonoflow::frame::Frame;
 use sonoflow::pipeline::passthrough::PassThroughStage;
-use sonoflow::pipeline::{Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, Supervisor, run};
+use sonoflow::pipeline::{
+    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, Supervisor, run,
+};
 
 struct CountingAllocator;
 
@@ -86,7 +88,9 @@ fn probed(name: &str, policy: QueuePolicy, counts: &Arc<Counts>) -> StageSpec {
     let counts = counts.clone();
     StageSpec {
         name: name.into(),
-        factory: Box::new(move || Ok(Box::new(Probe { inner: PassThroughStage, counts: counts.clone(), last_exit: None }) as Box<dyn Stage>)),
+        factory: Box::new(move || {
+            Ok(Box::new(Probe { inner: PassThroughStage, counts: counts.clone(), last_exit: None }) as Box<dyn Stage>)
+        }),
         on_error: ErrorPolicy::DropFrame,
         queue_capacity: 4,
         queue_policy: policy,
@@ -95,7 +99,8 @@ fn probed(name: &str, policy: QueuePolicy, counts: &Arc<Counts>) -> StageSpec {
 
 fn run_chain(policy: QueuePolicy, clock: Clock) -> Arc<Counts> {
     let counts = Arc::new(Counts::default());
-    let stages = ["preprocess", "segment", "threshold", "reconstruct", "haptics"].map(|n| probed(n, policy, &counts)).into();
+    let stages =
+        ["preprocess", "segment", "threshold", "reconstruct", "haptics"].map(|n| probed(n, policy, &counts)).into();
     let spec = PipelineSpec {
         source: Box::new(CountingSource::paced(1000, 20_000)),
         stages,

@@ -2,14 +2,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
 use sonoflow::capture::Source;
 use sonoflow::pipeline::passthrough::PassThroughStage;
-use sonoflow::pipeline::{Clock, ErrorPolicy, PipelineSpec, QueuePolicy, RunResult, StageSpec, StopReason, Supervisor, run};
+use sonoflow::pipeline::{
+    Clock, ErrorPolicy, PipelineSpec, QueuePolicy, RunResult, StageSpec, StopReason, Supervisor, run,
+};
 
 fn pipeline(source: impl Source + 'static, stages: Vec<StageSpec>, clock: Clock) -> PipelineSpec {
     PipelineSpec {
@@ -61,7 +63,9 @@ fn drop_oldest_under_a_slow_stage_counts_every_drop() {
     let seen: Seen = Arc::default();
     let probe = seen.clone();
     let stages = vec![
-        spec_of("slow", QueuePolicy::DropOldest, 2, ErrorPolicy::DropFrame, || SlowStage { delay: Duration::from_millis(3) }),
+        spec_of("slow", QueuePolicy::DropOldest, 2, ErrorPolicy::DropFrame, || SlowStage {
+            delay: Duration::from_millis(3),
+        }),
         spec_of("check", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, move || RecordingStage { seen: probe.clone() }),
     ];
     let result = run(pipeline(CountingSource::new(200), stages, Clock::monotonic())).unwrap();
@@ -130,7 +134,10 @@ fn safe_stop_policy_stops_everything() {
     let s = stops.clone();
     let stages = vec![
         passthrough("first", QueuePolicy::Block),
-        spec_of("haptics", QueuePolicy::Block, 4, ErrorPolicy::SafeStop, move || FailingStage { fail_on: vec![10], stops: s.clone() }),
+        spec_of("haptics", QueuePolicy::Block, 4, ErrorPolicy::SafeStop, move || FailingStage {
+            fail_on: vec![10],
+            stops: s.clone(),
+        }),
     ];
     let r = run(pipeline(CountingSource::paced(1000, 200_000), stages, Clock::monotonic())).unwrap().report;
     assert_eq!(r.stop_reason, StopReason::SafeStop);
@@ -158,7 +165,11 @@ fn frame_limit_and_interrupt_stop_the_source() {
     let r = run(spec).unwrap().report;
     assert_eq!((r.stop_reason, r.frames_out), (StopReason::FrameLimit, 64));
 
-    let spec = pipeline(CountingSource::paced(100_000, 1_000_000), vec![passthrough("a", QueuePolicy::Block)], Clock::monotonic());
+    let spec = pipeline(
+        CountingSource::paced(100_000, 1_000_000),
+        vec![passthrough("a", QueuePolicy::Block)],
+        Clock::monotonic(),
+    );
     let supervisor = spec.supervisor.clone();
     let stopper = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
@@ -174,7 +185,9 @@ fn frame_limit_and_interrupt_stop_the_source() {
 fn mock_run() -> RunResult {
     let stages = vec![
         passthrough("a", QueuePolicy::Block),
-        spec_of("slow", QueuePolicy::Block, 2, ErrorPolicy::DropFrame, || SlowStage { delay: Duration::from_micros(200) }),
+        spec_of("slow", QueuePolicy::Block, 2, ErrorPolicy::DropFrame, || SlowStage {
+            delay: Duration::from_micros(200),
+        }),
         passthrough("c", QueuePolicy::Block),
     ];
     run(pipeline(CountingSource::paced(300, 33_333_333), stages, Clock::mock())).unwrap()

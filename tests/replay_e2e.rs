@@ -6,13 +6,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{RecordingStage, Seen, spec_of};
+use common::spec_of;
 use sonoflow::capture::simulator::{SimulationSpec, write_simulation};
 use sonoflow::config::{ClockKind, Config, SourceKind};
 use sonoflow::io::sequence::read_all;
 use sonoflow::pipeline::build::{labels_path, pipeline_from_config};
 use sonoflow::pipeline::report::write_chrome_trace;
 use sonoflow::pipeline::{ErrorPolicy, QueuePolicy, StopReason, Supervisor, run};
+
+/// Frame seq, capture time and transforms, as a probe stage saw them.
+type SeenFrames = Arc<std::sync::Mutex<Vec<(u64, f64, Vec<(String, [f64; 16])>)>>>;
 
 fn simulate(dir: &Path, frames: usize) -> PathBuf {
     let out = dir.join("sweep.mha");
@@ -41,9 +44,9 @@ fn every_simulated_frame_arrives_in_order_with_its_transforms() {
 
     let config = replay_config(&input, ClockKind::Monotonic);
     let mut spec = pipeline_from_config(&config, Supervisor::new()).unwrap();
-    let seen_frames: Arc<std::sync::Mutex<Vec<(u64, f64, Vec<(String, [f64; 16])>)>>> = Arc::default();
+    let seen_frames: SeenFrames = Arc::default();
     let probe = seen_frames.clone();
-    struct TransformProbe(Arc<std::sync::Mutex<Vec<(u64, f64, Vec<(String, [f64; 16])>)>>>);
+    struct TransformProbe(SeenFrames);
     impl sonoflow::pipeline::Stage for TransformProbe {
         fn process(
             &mut self,
@@ -56,7 +59,8 @@ fn every_simulated_frame_arrives_in_order_with_its_transforms() {
             Ok(sonoflow::pipeline::Outcome::Emitted)
         }
     }
-    spec.stages.push(spec_of("probe", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, move || TransformProbe(probe.clone())));
+    spec.stages
+        .push(spec_of("probe", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, move || TransformProbe(probe.clone())));
     let report = run(spec).unwrap().report;
     assert_eq!(report.stop_reason, StopReason::EndOfInput);
     assert_eq!((report.frames_in, report.frames_out), (60, 60));
@@ -68,8 +72,6 @@ fn every_simulated_frame_arrives_in_order_with_its_transforms() {
         let expected: Vec<_> = meta.transforms.iter().map(|t| (t.name.to_string(), t.matrix)).collect();
         assert_eq!(transforms, &expected, "frame {i}");
     }
-    let _: Option<Seen> = None;
-    let _ = RecordingStage { seen: Seen::default() };
 }
 
 /// Replays `input` with the mock clock, recording images and masks and writing the trace.
@@ -93,7 +95,11 @@ fn mock_replay(input: &Path, out_dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     for rec in &result.report.recordings {
         assert_eq!((rec.written, rec.dropped, rec.error.as_deref()), (40, 0, None), "{rec:?}");
     }
-    (std::fs::read(&recording).unwrap(), std::fs::read(labels_path(&recording)).unwrap(), std::fs::read(&trace).unwrap())
+    (
+        std::fs::read(&recording).unwrap(),
+        std::fs::read(labels_path(&recording)).unwrap(),
+        std::fs::read(&trace).unwrap(),
+    )
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! PLUS sequence files: every real file in ../shared/data/plus reads; round trips are exact; bad
 //! files give errors naming the file, field and frame, never a panic.
 
+mod common;
+
+use common::plus_data;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,26 +11,24 @@ use proptest::prelude::*;
 use sonoflow::frame::{NamedTransform, PixelData, PixelFormat, TransformStatus};
 use sonoflow::io::sequence::{SequenceError, SequenceReader, SequenceSpec, SequenceWriter, read_all};
 
-fn plus_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/plus");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: ../shared/data/plus not found (the shared test data is not on this machine)");
-        None
-    }
-}
-
 #[test]
 fn every_shared_plus_file_reads() {
     let Some(dir) = plus_data() else { return };
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "mha")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mha"))
+        .collect();
     files.sort();
     assert!(files.len() >= 4, "{files:?}");
     for path in files {
         let (header, frames) = read_all(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(frames.len(), header.frame_count, "{}", path.display());
-        assert!(frames.windows(2).all(|w| w[0].0.timestamp_s < w[1].0.timestamp_s), "{}: timestamps increase", path.display());
+        assert!(
+            frames.windows(2).all(|w| w[0].0.timestamp_s < w[1].0.timestamp_s),
+            "{}: timestamps increase",
+            path.display()
+        );
     }
 }
 
@@ -88,7 +89,14 @@ fn spine_phantom_rewrites_identically() {
 /// Writes a small Gray8 sequence of `n` frames and returns its bytes.
 fn small_sequence(dir: &Path, n: usize, compress: bool) -> PathBuf {
     let path = dir.join(if compress { "small.mha" } else { "small_raw.mha" });
-    let spec = SequenceSpec { width: 16, height: 8, pixel_format: PixelFormat::Gray8, spacing_mm: [0.25, 0.5], compress, fields: vec![] };
+    let spec = SequenceSpec {
+        width: 16,
+        height: 8,
+        pixel_format: PixelFormat::Gray8,
+        spacing_mm: [0.25, 0.5],
+        compress,
+        fields: vec![],
+    };
     let mut w = SequenceWriter::create(&path, spec).unwrap();
     let name: Arc<str> = Arc::from("ProbeToTracker");
     for i in 0..n {
@@ -150,7 +158,8 @@ fn a_corrupt_zlib_stream_is_reported() {
 fn with_header_edit(dir: &Path, name: &str, from: &str, to: &str) -> PathBuf {
     let path = small_sequence(dir, 4, false);
     let bytes = std::fs::read(&path).unwrap();
-    let at = bytes.windows(from.len()).position(|w| w == from.as_bytes()).unwrap_or_else(|| panic!("{from} not in header"));
+    let at =
+        bytes.windows(from.len()).position(|w| w == from.as_bytes()).unwrap_or_else(|| panic!("{from} not in header"));
     let mut edited = bytes[..at].to_vec();
     edited.extend_from_slice(to.as_bytes());
     edited.extend_from_slice(&bytes[at + from.len()..]);
@@ -167,9 +176,27 @@ fn bad_fields_name_field_and_frame() {
         ("dims.mha", "DimSize = 16 8 4", "DimSize = 16 8", "DimSize", None),
         ("dims2.mha", "DimSize = 16 8 4", "DimSize = 16 x 4", "DimSize", None),
         ("dims0.mha", "DimSize = 16 8 4", "DimSize = 16 0 4", "DimSize", None),
-        ("matrix.mha", "Seq_Frame0002_ProbeToTrackerTransform = 1 0 0 0.2", "Seq_Frame0002_ProbeToTrackerTransform = 1 0 0 abc", "Seq_Frame0002_ProbeToTrackerTransform", Some(2)),
-        ("count.mha", "Seq_Frame0001_ProbeToTrackerTransform = 1 0 0 0.1 0 1 0 0 0 0 1 0 0 0 0 1", "Seq_Frame0001_ProbeToTrackerTransform = 1 0 0 0.1 0 1 0 0 0 0 1 0 0 0 0", "Seq_Frame0001_ProbeToTrackerTransform", Some(1)),
-        ("time.mha", "Seq_Frame0003_Timestamp = ", "Seq_Frame0003_Timestamp = soon", "Seq_Frame0003_Timestamp", Some(3)),
+        (
+            "matrix.mha",
+            "Seq_Frame0002_ProbeToTrackerTransform = 1 0 0 0.2",
+            "Seq_Frame0002_ProbeToTrackerTransform = 1 0 0 abc",
+            "Seq_Frame0002_ProbeToTrackerTransform",
+            Some(2),
+        ),
+        (
+            "count.mha",
+            "Seq_Frame0001_ProbeToTrackerTransform = 1 0 0 0.1 0 1 0 0 0 0 1 0 0 0 0 1",
+            "Seq_Frame0001_ProbeToTrackerTransform = 1 0 0 0.1 0 1 0 0 0 0 1 0 0 0 0",
+            "Seq_Frame0001_ProbeToTrackerTransform",
+            Some(1),
+        ),
+        (
+            "time.mha",
+            "Seq_Frame0003_Timestamp = ",
+            "Seq_Frame0003_Timestamp = soon",
+            "Seq_Frame0003_Timestamp",
+            Some(3),
+        ),
         ("notime.mha", "Seq_Frame0001_Timestamp = ", "Seq_Frame0001_Nothing = ", "Seq_Frame0001_Timestamp", Some(1)),
         ("beyond.mha", "Seq_Frame0003_ImageStatus", "Seq_Frame0009_ImageStatus", "Seq_Frame0009_ImageStatus", Some(9)),
     ];
@@ -184,7 +211,9 @@ fn bad_fields_name_field_and_frame() {
         }
         assert!(e.to_string().contains(name), "{e}");
     }
-    for (name, from) in [("no_ndims.mha", "NDims = 3"), ("no_type.mha", "ElementType = MET_UCHAR"), ("no_dims.mha", "DimSize = 16 8 4")] {
+    for (name, from) in
+        [("no_ndims.mha", "NDims = 3"), ("no_type.mha", "ElementType = MET_UCHAR"), ("no_dims.mha", "DimSize = 16 8 4")]
+    {
         let e = read_error(&with_header_edit(d, name, from, "Comment = removed"));
         assert!(matches!(e, SequenceError::Field { .. }), "{name}: {e:?}");
         assert!(e.to_string().contains("missing"), "{e}");
@@ -212,7 +241,10 @@ fn a_wrong_buffer_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let path = small_sequence(tmp.path(), 2, true);
     let mut r = SequenceReader::open(&path).unwrap();
-    assert!(matches!(r.read_next(&mut PixelData::zeroed(PixelFormat::Gray8, 10)), Err(SequenceError::Buffer { frame: 0, .. })));
+    assert!(matches!(
+        r.read_next(&mut PixelData::zeroed(PixelFormat::Gray8, 10)),
+        Err(SequenceError::Buffer { frame: 0, .. })
+    ));
     assert!(matches!(r.read_next(&mut PixelData::zeroed(PixelFormat::Gray16, 128)), Err(SequenceError::Buffer { .. })));
     // A bigger (pooled) buffer is fine: only the first width×height pixels are written.
     let mut big = PixelData::zeroed(PixelFormat::Gray8, 1000);
@@ -223,9 +255,24 @@ fn a_wrong_buffer_is_an_error_not_a_panic() {
     assert_eq!(r.read_next(&mut big).unwrap(), Some(0));
 }
 
-fn round_trip(dir: &Path, ext: &str, format: PixelFormat, compress: bool, frames: &[(f64, bool, Vec<NamedTransform>, PixelData)], w: usize, h: usize) {
+fn round_trip(
+    dir: &Path,
+    ext: &str,
+    format: PixelFormat,
+    compress: bool,
+    frames: &[(f64, bool, Vec<NamedTransform>, PixelData)],
+    w: usize,
+    h: usize,
+) {
     let path = dir.join(format!("rt.{ext}"));
-    let spec = SequenceSpec { width: w, height: h, pixel_format: format, spacing_mm: [0.1, 0.3], compress, fields: vec![("UltrasoundImageOrientation".into(), "MF".into())] };
+    let spec = SequenceSpec {
+        width: w,
+        height: h,
+        pixel_format: format,
+        spacing_mm: [0.1, 0.3],
+        compress,
+        fields: vec![("UltrasoundImageOrientation".into(), "MF".into())],
+    };
     let mut writer = SequenceWriter::create(&path, spec).unwrap();
     for (t, ok, transforms, pixels) in frames {
         writer.write_frame(*t, *ok, transforms, pixels).unwrap();
@@ -256,7 +303,14 @@ fn arb_frames() -> impl Strategy<Value = (usize, usize, bool, Vec<(f64, bool, Ve
                 let mut seen = Vec::new();
                 let transforms = ts
                     .into_iter()
-                    .filter(|(n, _, _)| if seen.contains(n) { false } else { seen.push(*n); true })
+                    .filter(|(n, _, _)| {
+                        if seen.contains(n) {
+                            false
+                        } else {
+                            seen.push(*n);
+                            true
+                        }
+                    })
                     .map(|(n, m, valid)| NamedTransform {
                         name: Arc::from(["ProbeToTracker", "StylusToReference", "ImageToProbe"][n]),
                         matrix: m,

@@ -43,7 +43,10 @@ impl ReplaySource {
     pub fn open(path: &Path, pace: Pace, looping: bool) -> Result<Self, CaptureError> {
         let reader = SequenceReader::open(path)?;
         if reader.frames().is_empty() {
-            return Err(CaptureError::Failed { source_name: path.display().to_string(), message: "the file holds no frames".into() });
+            return Err(CaptureError::Failed {
+                source_name: path.display().to_string(),
+                message: "the file holds no frames".into(),
+            });
         }
         Ok(ReplaySource { reader, labels: None, pace, looping, next: 0, loop_offset_s: 0.0, origin: None })
     }
@@ -93,7 +96,6 @@ impl Source for ReplaySource {
         let h = self.reader.header();
         SourceFormat { width: h.width, height: h.height, pixel_format: h.pixel_format }
     }
-
 
     fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
         if self.next >= self.reader.frames().len() {

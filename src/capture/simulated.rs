@@ -48,7 +48,6 @@ impl Source for SimulatedSource {
         SourceFormat { width: spec.width_px, height: spec.height_px, pixel_format: PixelFormat::Gray8 }
     }
 
-
     fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
         if self.next >= self.simulator.spec().frames {
             return Ok(Next::End);
@@ -62,7 +61,8 @@ impl Source for SimulatedSource {
     }
 
     fn fill(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
-        let fail = |message: String| CaptureError::BadFrame { source_name: "simulator".into(), frame: self.next, message };
+        let fail =
+            |message: String| CaptureError::BadFrame { source_name: "simulator".into(), frame: self.next, message };
         let mut mask = self.masks.try_acquire();
         let PixelData::Gray8(image) = frame.image.pixels.data_mut() else {
             return Err(fail("the simulator renders 8-bit frames only".into()));

@@ -57,7 +57,11 @@ impl Failure {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "sonoflow", version, about = "Real-time intraoperative ultrasound pipeline (research software, not a medical device)")]
+#[command(
+    name = "sonoflow",
+    version,
+    about = "Real-time intraoperative ultrasound pipeline (research software, not a medical device)"
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -91,6 +95,7 @@ pub fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -86,7 +86,10 @@ pub fn run_config(config: &Config, print_table: bool) -> Result<Exit, Failure> {
     let result = run(spec).map_err(|e| Failure::new(Exit::Internal, e))?;
     let report = &result.report;
     if let Some(path) = &config.metrics.report_path {
-        report.write_json(path).with_context(|| format!("writing report {}", path.display())).map_err(|e| Failure::new(Exit::Internal, e))?;
+        report
+            .write_json(path)
+            .with_context(|| format!("writing report {}", path.display()))
+            .map_err(|e| Failure::new(Exit::Internal, e))?;
     }
     if let Some(path) = &config.metrics.trace_path {
         let names: Vec<String> = report.stages.iter().map(|s| s.name.clone()).collect();

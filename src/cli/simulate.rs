@@ -41,7 +41,8 @@ pub fn simulate_with_progress(
     out: &std::path::Path,
 ) -> Result<sonoflow::capture::simulator::SimulationOutputs, Failure> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Failure::new(Exit::Usage, anyhow::anyhow!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::new(Exit::Usage, anyhow::anyhow!("cannot create {}: {e}", parent.display())))?;
     }
     // One line per tenth in logs; one self-overwriting line on a terminal.
     let terminal = std::io::stderr().is_terminal();

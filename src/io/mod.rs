@@ -4,4 +4,6 @@ pub mod plus;
 
 /// The sequence-file API under its descriptive name.
 pub use plus as sequence;
-pub use plus::{FrameMeta, SequenceError, SequenceHeader, SequenceReader, SequenceSpec, SequenceSummary, SequenceWriter};
+pub use plus::{
+    FrameMeta, SequenceError, SequenceHeader, SequenceReader, SequenceSpec, SequenceSummary, SequenceWriter,
+};

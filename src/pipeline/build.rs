@@ -46,9 +46,13 @@ pub fn open_source(config: &Config) -> Result<Box<dyn Source>, BuildError> {
             }
         }
         (SourceKind::Replay, None) => {
-            return Err(ConfigError::Invalid { key: "capture.path".into(), message: "replay needs a file".into() }.into());
+            return Err(
+                ConfigError::Invalid { key: "capture.path".into(), message: "replay needs a file".into() }.into()
+            );
         }
-        (SourceKind::Simulator, _) => Box::new(SimulatedSource::new(c.simulator.clone(), c.pace, config.pipeline.pool_frames)?),
+        (SourceKind::Simulator, _) => {
+            Box::new(SimulatedSource::new(c.simulator.clone(), c.pace, config.pipeline.pool_frames)?)
+        }
     })
 }
 
@@ -72,8 +76,15 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         .collect();
     let start_tap = |path: &Path, content| {
         let r = &config.record;
-        RecordingTap::start(path, content, format.pixel_format, format.width * format.height, r.queue_frames, r.compress)
-            .map_err(|source| BuildError::Recording { path: path.to_path_buf(), source })
+        RecordingTap::start(
+            path,
+            content,
+            format.pixel_format,
+            format.width * format.height,
+            r.queue_frames,
+            r.compress,
+        )
+        .map_err(|source| BuildError::Recording { path: path.to_path_buf(), source })
     };
     let input_tap = config.record.path.as_deref().map(|p| start_tap(p, TapContent::Image)).transpose()?;
     let mask_tap = match &config.record.path {

@@ -133,7 +133,8 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
     // up front instead of after frames have flowed.
     let mut built = Vec::with_capacity(stages.len());
     for mut stage in stages {
-        let instance = (stage.factory)().map_err(|source| PipelineError::StageBuild { stage: stage.name.clone(), source })?;
+        let instance =
+            (stage.factory)().map_err(|source| PipelineError::StageBuild { stage: stage.name.clone(), source })?;
         built.push((stage, instance));
     }
 
@@ -148,7 +149,12 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
     let mut receivers: Vec<Option<QueueReceiver<Frame>>> = Vec::new();
     for (k, (stage, _)) in built.iter().enumerate() {
         let (tx, rx, counters) = queue::bounded(stage.queue_capacity, stage.queue_policy);
-        queue_reports.push((format!("{}->{}", names[k], names[k + 1]), stage.queue_capacity, stage.queue_policy, counters));
+        queue_reports.push((
+            format!("{}->{}", names[k], names[k + 1]),
+            stage.queue_capacity,
+            stage.queue_policy,
+            counters,
+        ));
         senders.push(Some(tx));
         receivers.push(Some(rx));
     }
@@ -199,7 +205,12 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
     let mut outcomes = vec![capture_outcome];
     for (name, handle) in handles {
         outcomes.push(handle.join().unwrap_or_else(|_| {
-            supervisor.record_fault(Fault { stage: name.clone(), seq: 0, error: "stage thread panicked".into(), action: "safe-stop".into() });
+            supervisor.record_fault(Fault {
+                stage: name.clone(),
+                seq: 0,
+                error: "stage thread panicked".into(),
+                action: "safe-stop".into(),
+            });
             supervisor.request_stop(StopReason::SafeStop);
             StageOutcome { report: StageReport::named(&name), trace: Vec::new(), sink: None }
         }));
@@ -263,7 +274,11 @@ struct CaptureWorker {
 }
 
 impl CaptureWorker {
-    fn run(mut self, mut source: Box<dyn Source>, output: Option<QueueSender<Frame>>) -> (StageOutcome, Option<RecordingTap>, u64) {
+    fn run(
+        mut self,
+        mut source: Box<dyn Source>,
+        output: Option<QueueSender<Frame>>,
+    ) -> (StageOutcome, Option<RecordingTap>, u64) {
         let mut report = StageReport::named("capture");
         let mut latency = LatencyRecorder::new();
         let mut pool_waits = 0u64;
@@ -363,7 +378,12 @@ struct StageWorker {
 }
 
 impl StageWorker {
-    fn run(mut self, mut stage: Box<dyn Stage>, input: QueueReceiver<Frame>, output: Option<QueueSender<Frame>>) -> StageOutcome {
+    fn run(
+        mut self,
+        mut stage: Box<dyn Stage>,
+        input: QueueReceiver<Frame>,
+        output: Option<QueueSender<Frame>>,
+    ) -> StageOutcome {
         let mut report = StageReport::named(&self.name);
         let mut latency = LatencyRecorder::new();
         let mut sink = output.is_none().then(|| SinkMetrics {
@@ -492,7 +512,12 @@ impl StageWorker {
             ErrorPolicy::RestartStage => "restart-stage",
             ErrorPolicy::SafeStop => "safe-stop",
         };
-        self.supervisor.record_fault(Fault { stage: self.name.clone(), seq, error: error.to_string(), action: action_name.into() });
+        self.supervisor.record_fault(Fault {
+            stage: self.name.clone(),
+            seq,
+            error: error.to_string(),
+            action: action_name.into(),
+        });
         if action == ErrorPolicy::SafeStop {
             self.supervisor.request_stop(StopReason::SafeStop);
         }

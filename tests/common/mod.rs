@@ -1,6 +1,7 @@
 //! Shared fixtures for the runtime tests: a counting source and small test stages.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +25,14 @@ pub struct CountingSource {
 
 impl CountingSource {
     pub fn new(frames: u64) -> Self {
-        CountingSource { frames, next: 0, period_ns: 0, fail_at: None, name: Arc::from("ProbeToTracker"), start_ns: None }
+        CountingSource {
+            frames,
+            next: 0,
+            period_ns: 0,
+            fail_at: None,
+            name: Arc::from("ProbeToTracker"),
+            start_ns: None,
+        }
     }
 
     pub fn paced(frames: u64, period_ns: u64) -> Self {
@@ -51,7 +59,11 @@ impl Source for CountingSource {
     }
     fn fill(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
         if self.fail_at == Some(self.next) {
-            return Err(CaptureError::BadFrame { source_name: "counting".into(), frame: self.next as usize, message: "injected".into() });
+            return Err(CaptureError::BadFrame {
+                source_name: "counting".into(),
+                frame: self.next as usize,
+                message: "injected".into(),
+            });
         }
         let PixelData::Gray8(px) = frame.image.pixels.data_mut() else { unreachable!() };
         px[..WIDTH * HEIGHT].fill((self.next % 251) as u8);
@@ -129,5 +141,16 @@ pub fn spec_of<S: Stage + 'static>(
         on_error,
         queue_capacity: capacity,
         queue_policy: policy,
+    }
+}
+
+/// The shared PLUS recordings, or None (with the reason printed) where they are not installed.
+pub fn plus_data() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/plus");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("skipping: ../shared/data/plus not found (the shared test data is not on this machine)");
+        None
     }
 }

@@ -68,7 +68,8 @@ pub fn render(
                 _ => {
                     let v = &phantom.vessel;
                     let (radial, along) = v.axial(p);
-                    let on_wall = radial > v.radius_mm && radial <= v.radius_mm + WALL_MM && along.abs() <= v.length_mm / 2.0;
+                    let on_wall =
+                        radial > v.radius_mm && radial <= v.radius_mm + WALL_MM && along.abs() <= v.length_mm / 2.0;
                     if on_wall { WALL_ECHO } else { 1.0 }
                 }
             };

@@ -51,9 +51,12 @@ pub fn write_simulation(
     let mut labels = SequenceWriter::create(&labels_out, sequence)?;
     let pixels = spec.width_px * spec.height_px;
     let (mut image, mut label) = (PixelData::Gray8(vec![0; pixels]), PixelData::Gray8(vec![0; pixels]));
-    let names: [Arc<str>; 3] = [Arc::from("ProbeToTracker"), Arc::from("ReferenceToTracker"), Arc::from("StylusToTracker")];
+    let names: [Arc<str>; 3] =
+        [Arc::from("ProbeToTracker"), Arc::from("ReferenceToTracker"), Arc::from("StylusToTracker")];
     for i in 0..spec.frames {
-        let (PixelData::Gray8(img), PixelData::Gray8(lab)) = (&mut image, &mut label) else { unreachable!("made as Gray8 above") };
+        let (PixelData::Gray8(img), PixelData::Gray8(lab)) = (&mut image, &mut label) else {
+            unreachable!("made as Gray8 above")
+        };
         let pose = sim.render(i, img, lab)?;
         let stylus = if pose.stylus_ok { TransformStatus::Ok } else { TransformStatus::Invalid };
         let transforms = [

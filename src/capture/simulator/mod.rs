@@ -195,10 +195,18 @@ impl Simulator {
 
     /// Renders frame `index` into the first width×height pixels of `image` and `labels`.
     /// Allocation-free.
-    pub fn render(&mut self, index: usize, image: &mut [u8], labels: &mut [u8]) -> Result<SimulatedPose, SimulationError> {
+    pub fn render(
+        &mut self,
+        index: usize,
+        image: &mut [u8],
+        labels: &mut [u8],
+    ) -> Result<SimulatedPose, SimulationError> {
         let pixels = self.spec.width_px * self.spec.height_px;
         if index >= self.spec.frames {
-            return Err(SimulationError::Frame { index, message: format!("the sweep has {} frames", self.spec.frames) });
+            return Err(SimulationError::Frame {
+                index,
+                message: format!("the sweep has {} frames", self.spec.frames),
+            });
         }
         if image.len() < pixels || labels.len() < pixels {
             return Err(SimulationError::Frame {

@@ -49,10 +49,22 @@ mod tests {
 
     #[test]
     fn streams_repeat_for_the_same_seed_and_frame_only() {
-        let a: Vec<u64> = { let mut s = Stream::new(1, 5); (0..4).map(|_| s.next_u64()).collect() };
-        let b: Vec<u64> = { let mut s = Stream::new(1, 5); (0..4).map(|_| s.next_u64()).collect() };
-        let c: Vec<u64> = { let mut s = Stream::new(1, 6); (0..4).map(|_| s.next_u64()).collect() };
-        let d: Vec<u64> = { let mut s = Stream::new(2, 5); (0..4).map(|_| s.next_u64()).collect() };
+        let a: Vec<u64> = {
+            let mut s = Stream::new(1, 5);
+            (0..4).map(|_| s.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut s = Stream::new(1, 5);
+            (0..4).map(|_| s.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut s = Stream::new(1, 6);
+            (0..4).map(|_| s.next_u64()).collect()
+        };
+        let d: Vec<u64> = {
+            let mut s = Stream::new(2, 5);
+            (0..4).map(|_| s.next_u64()).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

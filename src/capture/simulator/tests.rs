@@ -39,7 +39,8 @@ fn the_pose_chain_puts_the_lesion_centre_in_the_closest_frame_labelled() {
     // The frame whose plane passes closest to the lesion centre, found through the tracker chain.
     let (best, pixel) = (0..spec.frames)
         .map(|i| {
-            let image_to_ref = geometry::mat_mul(&geometry::mat_mul(&inv_ref, &sim.pose(i).probe_to_tracker), &sim.image_to_probe());
+            let image_to_ref =
+                geometry::mat_mul(&geometry::mat_mul(&inv_ref, &sim.pose(i).probe_to_tracker), &sim.image_to_probe());
             assert!(image_to_ref.iter().zip(sim.image_to_reference(i)).all(|(a, b)| (a - b).abs() < 1e-9), "chain");
             let to_image = inverse4(&image_to_ref);
             (i, apply(&to_image, centre))

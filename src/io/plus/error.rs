@@ -19,7 +19,9 @@ pub enum SequenceError {
     #[error("{path}: field `{field}`{}: {message}", frame_suffix(*frame))]
     Field { path: PathBuf, field: String, frame: Option<usize>, message: String },
     /// The pixel data ends before every frame's pixels were read.
-    #[error("{path}: frame {frame}: pixel data ends early (truncated file?): expected {expected_bytes} bytes, got {got_bytes}")]
+    #[error(
+        "{path}: frame {frame}: pixel data ends early (truncated file?): expected {expected_bytes} bytes, got {got_bytes}"
+    )]
     Truncated { path: PathBuf, frame: usize, expected_bytes: usize, got_bytes: usize },
     /// The compressed pixel data cannot be decompressed.
     #[error("{path}: frame {frame}: corrupt compressed data: {message}")]

@@ -54,7 +54,12 @@ impl Ctx<'_> {
         text.parse().map_err(|_| self.field(field, frame, format!("`{text}` is not a valid number")))
     }
 
-    fn numbers<T: std::str::FromStr>(&self, field: &str, frame: Option<usize>, text: &str) -> Result<Vec<T>, SequenceError> {
+    fn numbers<T: std::str::FromStr>(
+        &self,
+        field: &str,
+        frame: Option<usize>,
+        text: &str,
+    ) -> Result<Vec<T>, SequenceError> {
         text.split_whitespace().map(|t| self.number(field, frame, t)).collect()
     }
 
@@ -67,17 +72,20 @@ impl Ctx<'_> {
     }
 }
 
+/// A transform as the header has given it so far: name, matrix, status.
+type PartialTransform = (Arc<str>, Option<[f64; 16]>, Option<TransformStatus>);
+
 #[derive(Default)]
 struct FrameFields {
     timestamp: Option<f64>,
     image_ok: Option<bool>,
     /// Name, matrix, status, in order of first appearance.
-    transforms: Vec<(Arc<str>, Option<[f64; 16]>, Option<TransformStatus>)>,
+    transforms: Vec<PartialTransform>,
     fields: Vec<(String, String)>,
 }
 
 impl FrameFields {
-    fn transform(&mut self, name: &Arc<str>) -> &mut (Arc<str>, Option<[f64; 16]>, Option<TransformStatus>) {
+    fn transform(&mut self, name: &Arc<str>) -> &mut PartialTransform {
         let i = match self.transforms.iter().position(|t| t.0 == *name) {
             Some(i) => i,
             None => {
@@ -120,13 +128,19 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
     };
     if let Some(channels) = get("ElementNumberOfChannels") {
         if cx.number::<usize>("ElementNumberOfChannels", None, channels)? != 1 {
-            return Err(SequenceError::Unsupported { path: path.to_path_buf(), message: format!("{channels} channels per pixel (grey only)") });
+            return Err(SequenceError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!("{channels} channels per pixel (grey only)"),
+            });
         }
     }
     for key in ["BinaryDataByteOrderMSB", "ElementByteOrderMSB"] {
         if let Some(v) = get(key) {
             if cx.boolean(key, v)? && pixel_format == PixelFormat::Gray16 {
-                return Err(SequenceError::Unsupported { path: path.to_path_buf(), message: "big-endian 16-bit pixels".into() });
+                return Err(SequenceError::Unsupported {
+                    path: path.to_path_buf(),
+                    message: "big-endian 16-bit pixels".into(),
+                });
             }
         }
     }
@@ -144,13 +158,17 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
         Some(v) => cx.boolean("CompressedData", v)?,
         None => false,
     };
-    let compressed_size = get("CompressedDataSize").map(|v| cx.number::<u64>("CompressedDataSize", None, v)).transpose()?;
+    let compressed_size =
+        get("CompressedDataSize").map(|v| cx.number::<u64>("CompressedDataSize", None, v)).transpose()?;
     let data_file = required("ElementDataFile")?;
     let layout = if data_file == "LOCAL" {
         DataLayout { file: path.to_path_buf(), offset: data_offset, compressed, compressed_size }
     } else {
         if data_file.contains('%') || data_file.starts_with("LIST") {
-            return Err(SequenceError::Unsupported { path: path.to_path_buf(), message: format!("ElementDataFile `{data_file}` (one data file only)") });
+            return Err(SequenceError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!("ElementDataFile `{data_file}` (one data file only)"),
+            });
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         DataLayout { file: dir.join(data_file), offset: 0, compressed, compressed_size }
@@ -174,7 +192,11 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
         };
         let index: usize = cx.number(key, None, number)?;
         if index >= frame_count {
-            return Err(cx.field(key, Some(index), format!("frame {index} is beyond the {frame_count} frames in DimSize")));
+            return Err(cx.field(
+                key,
+                Some(index),
+                format!("frame {index} is beyond the {frame_count} frames in DimSize"),
+            ));
         }
         let frame = &mut per_frame[index];
         let mut intern = |n: &str| names.entry(n.to_string()).or_insert_with(|| Arc::from(n)).clone();
@@ -187,8 +209,9 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
             frame.transform(&intern(transform)).2 = Some(status);
         } else if let Some(transform) = name.strip_suffix("Transform") {
             let m: Vec<f64> = cx.numbers(key, Some(index), value)?;
-            let matrix: [f64; 16] =
-                m.try_into().map_err(|m: Vec<f64>| cx.field(key, Some(index), format!("expected 16 numbers, found {}", m.len())))?;
+            let matrix: [f64; 16] = m
+                .try_into()
+                .map_err(|m: Vec<f64>| cx.field(key, Some(index), format!("expected 16 numbers, found {}", m.len())))?;
             frame.transform(&intern(transform)).1 = Some(matrix);
         } else if name == "Timestamp" {
             frame.timestamp = Some(cx.number(key, Some(index), value)?);
@@ -216,11 +239,21 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
         let mut transforms = Vec::with_capacity(f.transforms.len());
         for (name, matrix, status) in f.transforms {
             let Some(matrix) = matrix else {
-                return Err(cx.field(&format!("Seq_Frame{index:04}_{name}Transform"), Some(index), "has a status but no matrix"));
+                return Err(cx.field(
+                    &format!("Seq_Frame{index:04}_{name}Transform"),
+                    Some(index),
+                    "has a status but no matrix",
+                ));
             };
             transforms.push(NamedTransform { name, matrix, status: status.unwrap_or(TransformStatus::Ok) });
         }
-        frames.push(FrameMeta { index, timestamp_s, image_ok: f.image_ok.unwrap_or(true), transforms, fields: f.fields });
+        frames.push(FrameMeta {
+            index,
+            timestamp_s,
+            image_ok: f.image_ok.unwrap_or(true),
+            transforms,
+            fields: f.fields,
+        });
     }
     let header = SequenceHeader { width, height, frame_count, pixel_format, spacing_mm, fields };
     Ok(Parsed { header, frames, layout })

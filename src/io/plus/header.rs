@@ -23,15 +23,20 @@ pub fn read_header(path: &Path, input: &mut impl BufRead) -> Result<RawHeader, S
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).map_err(|source| SequenceError::Io { path: path.to_path_buf(), source })?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|source| SequenceError::Io { path: path.to_path_buf(), source })?;
         let header_error = |message: String| SequenceError::Header { path: path.to_path_buf(), offset, message };
         if n == 0 {
-            return Err(header_error("the header ends without `ElementDataFile` (not a MetaImage file, or truncated)".into()));
+            return Err(header_error(
+                "the header ends without `ElementDataFile` (not a MetaImage file, or truncated)".into(),
+            ));
         }
         if offset + n as u64 > MAX_HEADER_BYTES {
             return Err(header_error(format!("no `ElementDataFile` within the first {MAX_HEADER_BYTES} bytes")));
         }
-        let text = std::str::from_utf8(&line).map_err(|_| header_error("binary data where a header line was expected".into()))?;
+        let text = std::str::from_utf8(&line)
+            .map_err(|_| header_error("binary data where a header line was expected".into()))?;
         let text = text.trim_end_matches(['\n', '\r']);
         offset += n as u64;
         if text.trim().is_empty() {

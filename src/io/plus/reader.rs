@@ -37,7 +37,10 @@ impl SequenceReader {
     pub fn open(path: &Path) -> Result<Self, SequenceError> {
         let io = |source| SequenceError::Io { path: path.to_path_buf(), source };
         if is_nrrd(path) {
-            return Err(SequenceError::Unsupported { path: path.to_path_buf(), message: "NRRD sequences (.seq.nrrd); convert to .mha".into() });
+            return Err(SequenceError::Unsupported {
+                path: path.to_path_buf(),
+                message: "NRRD sequences (.seq.nrrd); convert to .mha".into(),
+            });
         }
         let mut input = BufReader::new(File::open(path).map_err(io)?);
         let raw = read_header(path, &mut input)?;
@@ -102,8 +105,18 @@ impl SequenceReader {
         let expected = pixels * self.header.pixel_format.bytes_per_pixel();
         match got {
             Ok(n) if n == expected => {}
-            Ok(n) => return Err(SequenceError::Truncated { path: self.layout.file.clone(), frame, expected_bytes: expected, got_bytes: n }),
-            Err(e) if self.layout.compressed && matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) => {
+            Ok(n) => {
+                return Err(SequenceError::Truncated {
+                    path: self.layout.file.clone(),
+                    frame,
+                    expected_bytes: expected,
+                    got_bytes: n,
+                });
+            }
+            Err(e)
+                if self.layout.compressed
+                    && matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) =>
+            {
                 return Err(SequenceError::Zlib { path: self.layout.file.clone(), frame, message: e.to_string() });
             }
             Err(source) => return Err(SequenceError::Io { path: self.layout.file.clone(), source }),

@@ -55,13 +55,17 @@ impl SequenceWriter {
             }
         };
         if spec.width == 0 || spec.height == 0 {
-            return Err(SequenceError::Unsupported { path: path.to_path_buf(), message: "a frame size of zero".into() });
+            return Err(SequenceError::Unsupported {
+                path: path.to_path_buf(),
+                message: "a frame size of zero".into(),
+            });
         }
         let data_partial = match &data_final {
             Some(data) => with_suffix(data, ".partial"),
             None => with_suffix(path, ".partial-data"),
         };
-        let file = File::create(&data_partial).map_err(|source| SequenceError::Io { path: data_partial.clone(), source })?;
+        let file =
+            File::create(&data_partial).map_err(|source| SequenceError::Io { path: data_partial.clone(), source })?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let sink = if spec.compress { Sink::Zlib(ZlibEncoder::new(out, Compression::fast())) } else { Sink::Raw(out) };
         Ok(SequenceWriter {
