@@ -250,3 +250,10 @@ fn a_panicking_stage_is_rebuilt_not_fatal() {
     assert_eq!(r.faults[0].action, "restart-stage");
     assert!(r.faults[0].error.contains("panicked: bug in frame 4"), "{:?}", r.faults[0]);
 }
+
+#[test]
+fn a_pipeline_without_stages_still_captures_and_ends() {
+    let r = run(pipeline(CountingSource::new(5), vec![], Clock::monotonic())).unwrap().report;
+    assert_eq!((r.stop_reason, r.frames_in), (StopReason::EndOfInput, 5));
+    assert!(r.queues.is_empty());
+}

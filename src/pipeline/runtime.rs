@@ -76,6 +76,8 @@ struct StageOutcome {
     report: StageReport,
     trace: Vec<TraceEvent>,
     sink: Option<SinkMetrics>,
+    /// The mask recording, handed back by the sink for finishing.
+    mask_tap: Option<RecordingTap>,
 }
 
 struct SinkMetrics {
@@ -160,7 +162,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
     }
 
     let deadline_ns = (deadline_ms * 1e6) as u64;
-    let mask_tap = Arc::new(mask_tap);
+    let mut mask_tap = mask_tap;
     for (k, (stage, instance)) in built.into_iter().enumerate() {
         let index = k + 1;
         let input = receivers[k].take().expect("one receiver per stage");
@@ -175,7 +177,8 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
             clock: clock.fork(),
             trace: TraceBuffer::new(trace_capacity),
             deadline_ns,
-            mask_tap: mask_tap.clone(),
+            // Only the sink records masks.
+            mask_tap: if index == stage_count { mask_tap.take() } else { None },
         };
         let handle = std::thread::Builder::new()
             .name(format!("stage-{}", stage.name))
@@ -192,7 +195,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         pool: pool.clone(),
         input_tap,
     };
-    let first_queue = senders[0].take();
+    let first_queue = senders.first_mut().and_then(Option::take);
     let capture_handle = std::thread::Builder::new()
         .name("stage-capture".into())
         .spawn(move || capture.run(source, first_queue))
@@ -200,7 +203,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
 
     let (capture_outcome, input_tap, pool_waits) = capture_handle.join().unwrap_or_else(|_| {
         supervisor.request_stop(StopReason::SafeStop);
-        (StageOutcome { report: StageReport::named("capture"), trace: Vec::new(), sink: None }, None, 0)
+        (StageOutcome { report: StageReport::named("capture"), trace: Vec::new(), sink: None, mask_tap: None }, None, 0)
     });
     let mut outcomes = vec![capture_outcome];
     for (name, handle) in handles {
@@ -212,17 +215,14 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
                 action: "safe-stop".into(),
             });
             supervisor.request_stop(StopReason::SafeStop);
-            StageOutcome { report: StageReport::named(&name), trace: Vec::new(), sink: None }
+            StageOutcome { report: StageReport::named(&name), trace: Vec::new(), sink: None, mask_tap: None }
         }));
     }
 
-    let mut recordings = Vec::new();
-    if let Some(tap) = input_tap {
-        recordings.push(tap.finish());
-    }
-    if let Some(tap) = Arc::try_unwrap(mask_tap).ok().flatten() {
-        recordings.push(tap.finish());
-    }
+    let mut recordings: Vec<_> = input_tap.into_iter().map(RecordingTap::finish).collect();
+    // A pipeline without stages never handed its mask tap to a sink.
+    let mask_taps = outcomes.iter_mut().filter_map(|o| o.mask_tap.take()).chain(mask_tap);
+    recordings.extend(mask_taps.map(RecordingTap::finish));
 
     let queues = queue_reports
         .into_iter()
@@ -347,7 +347,7 @@ impl CaptureWorker {
         }
         report.latency = latency.summary();
         report.trace_dropped = self.trace.dropped;
-        let outcome = StageOutcome { report, trace: self.trace.events, sink: None };
+        let outcome = StageOutcome { report, trace: self.trace.events, sink: None, mask_tap: None };
         (outcome, self.input_tap, pool_waits)
     }
 
@@ -374,7 +374,7 @@ struct StageWorker {
     clock: Clock,
     trace: TraceBuffer,
     deadline_ns: u64,
-    mask_tap: Arc<Option<RecordingTap>>,
+    mask_tap: Option<RecordingTap>,
 }
 
 impl StageWorker {
@@ -455,7 +455,7 @@ impl StageWorker {
         stage.stop();
         report.latency = latency.summary();
         report.trace_dropped = self.trace.dropped;
-        StageOutcome { report, trace: self.trace.events, sink }
+        StageOutcome { report, trace: self.trace.events, sink, mask_tap: self.mask_tap }
     }
 
     /// The end of the chain: end-to-end latency is output time minus receive time.
@@ -470,7 +470,7 @@ impl StageWorker {
         }
         sink.last_output_ns = Some(output_ns);
         sink.frames_out += 1;
-        if let Some(tap) = self.mask_tap.as_ref() {
+        if let Some(tap) = &self.mask_tap {
             tap.offer(&frame);
         }
     }
