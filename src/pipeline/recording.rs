@@ -200,3 +200,48 @@ fn write_all(path: &Path, rx: crossbeam_channel::Receiver<Item>, compress: bool)
     }
     (written, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::PixelPool;
+
+    fn frame(pool: &PixelPool, seq: u64) -> Frame {
+        let mut f = Frame::new(pool.try_acquire().unwrap());
+        f.seq = seq;
+        f.capture_time_s = seq as f64;
+        f.image.width = 4;
+        f.image.height = 2;
+        f
+    }
+
+    #[test]
+    fn a_writer_that_falls_behind_costs_counted_frames_not_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.mha");
+        let tap = RecordingTap::start(&path, TapContent::Image, PixelFormat::Gray8, 8, 1, false).unwrap();
+        let pool = PixelPool::new(PixelFormat::Gray8, 8, 1);
+        for seq in 0..500 {
+            tap.offer(&frame(&pool, seq));
+        }
+        let report = tap.finish();
+        assert_eq!(report.offered, 500);
+        assert_eq!(report.written + report.dropped, 500);
+        assert!(report.dropped > 0, "a one-frame queue cannot keep up with 500 frames offered at once");
+        let (_, frames) = crate::io::sequence::read_all(&path).unwrap();
+        assert_eq!(frames.len() as u64, report.written);
+        assert!(frames.windows(2).all(|w| w[0].0.timestamp_s < w[1].0.timestamp_s));
+    }
+
+    #[test]
+    fn frames_without_a_mask_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let tap =
+            RecordingTap::start(&dir.path().join("m.mha"), TapContent::Mask, PixelFormat::Gray8, 8, 4, true).unwrap();
+        let pool = PixelPool::new(PixelFormat::Gray8, 8, 1);
+        tap.offer(&frame(&pool, 0));
+        let report = tap.finish();
+        assert_eq!((report.without_mask, report.written), (1, 0));
+        assert!(report.error.is_none());
+    }
+}
