@@ -53,6 +53,8 @@ fn every_frame_arrives_in_order_with_its_transform() {
     assert_eq!(r.stop_reason, StopReason::EndOfInput);
     assert_eq!((r.frames_in, r.frames_out), (500, 500));
     assert_eq!(r.end_to_end.latency.count, 500);
+    assert_eq!(r.end_to_end.after_capture.count, 500);
+    assert!(r.end_to_end.after_capture.max_ms <= r.end_to_end.latency.max_ms);
     assert_eq!(r.total_drops(), 0);
     assert_eq!(r.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["capture", "a", "b", "check"]);
     assert!(r.stages.iter().all(|s| s.latency.count == 500));

@@ -56,6 +56,9 @@ pub struct EndToEndReport {
     pub frames_out: u64,
     /// Output time − receive time.
     pub latency: LatencySummary,
+    /// Output time − end of capture: the processing chain and its queues, without the source's
+    /// own work (decoding, copying).
+    pub after_capture: LatencySummary,
     /// Time between consecutive outputs.
     pub output_interval: LatencySummary,
     pub deadline_ms: f64,
@@ -97,7 +100,7 @@ impl Report {
         stop_reason: StopReason,
         wall_time: Duration,
         stages: Vec<StageReport>,
-        sink: Option<(LatencySummary, LatencySummary, u64, u64)>,
+        sink: Option<EndToEndReport>,
         deadline_ms: f64,
         queues: Vec<QueueReport>,
         (buffers, exhausted_waits): (usize, u64),
@@ -105,12 +108,7 @@ impl Report {
         faults: Vec<Fault>,
         fault_count: u64,
     ) -> Self {
-        let end_to_end = match sink {
-            Some((latency, output_interval, deadline_misses, frames_out)) => {
-                EndToEndReport { frames_out, latency, output_interval, deadline_ms, deadline_misses }
-            }
-            None => EndToEndReport { deadline_ms, ..Default::default() },
-        };
+        let end_to_end = sink.unwrap_or(EndToEndReport { deadline_ms, ..Default::default() });
         Report {
             schema_version: REPORT_SCHEMA_VERSION,
             sonoflow_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -19,7 +19,7 @@ use crate::pipeline::clock::Clock;
 use crate::pipeline::metrics::LatencyRecorder;
 use crate::pipeline::queue::{self, QueueCounters, QueuePolicy, QueueReceiver, QueueSender};
 use crate::pipeline::recording::RecordingTap;
-use crate::pipeline::report::{QueueReport, Report, StageReport, TraceEvent};
+use crate::pipeline::report::{EndToEndReport, QueueReport, Report, StageReport, TraceEvent};
 use crate::pipeline::stage::{ErrorPolicy, Outcome, Stage, StageError, StageFactory};
 use crate::pipeline::supervisor::{Fault, StopReason, Supervisor};
 
@@ -82,6 +82,7 @@ struct StageOutcome {
 
 struct SinkMetrics {
     end_to_end: LatencyRecorder,
+    after_capture: LatencyRecorder,
     output_interval: LatencyRecorder,
     deadline_misses: u64,
     frames_out: u64,
@@ -253,7 +254,14 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         supervisor.reason(),
         started.elapsed(),
         stage_reports,
-        sink.map(|s| (s.end_to_end.summary(), s.output_interval.summary(), s.deadline_misses, s.frames_out)),
+        sink.map(|s| EndToEndReport {
+            frames_out: s.frames_out,
+            latency: s.end_to_end.summary(),
+            after_capture: s.after_capture.summary(),
+            output_interval: s.output_interval.summary(),
+            deadline_ms,
+            deadline_misses: s.deadline_misses,
+        }),
         deadline_ms,
         queues,
         (pool.buffers(), pool_waits),
@@ -388,6 +396,7 @@ impl StageWorker {
         let mut latency = LatencyRecorder::new();
         let mut sink = output.is_none().then(|| SinkMetrics {
             end_to_end: LatencyRecorder::new(),
+            after_capture: LatencyRecorder::new(),
             output_interval: LatencyRecorder::new(),
             deadline_misses: 0,
             frames_out: 0,
@@ -462,6 +471,7 @@ impl StageWorker {
     fn deliver(&self, frame: Frame, output_ns: u64, sink: &mut SinkMetrics) {
         let e2e = output_ns.saturating_sub(frame.receive_ns);
         sink.end_to_end.record_ns(e2e);
+        sink.after_capture.record_ns(output_ns.saturating_sub(frame.stamps.get(0).end_ns));
         if e2e > self.deadline_ns {
             sink.deadline_misses += 1;
         }
