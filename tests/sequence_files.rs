@@ -326,14 +326,14 @@ fn arb_frames() -> impl Strategy<Value = (usize, usize, bool, Vec<(f64, bool, Ve
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn write_then_read_is_exact((w, h, wide, frames) in arb_frames(), compress in any::<bool>(), mhd in any::<bool>()) {
+    fn write_then_read_is_exact((w, h, wide, frames) in arb_frames(), compress in any::<bool>(), layout in 0usize..3) {
         let tmp = tempfile::tempdir().unwrap();
         let format = if wide { PixelFormat::Gray16 } else { PixelFormat::Gray8 };
         let frames: Vec<_> = frames.into_iter().map(|(t, ok, tr, px)| {
             let data = if wide { PixelData::Gray16(px) } else { PixelData::Gray8(px.iter().map(|p| *p as u8).collect()) };
             (t, ok, tr, data)
         }).collect();
-        round_trip(tmp.path(), if mhd { "mhd" } else { "mha" }, format, compress, &frames, w, h);
+        round_trip(tmp.path(), ["mha", "mhd", "seq.nrrd"][layout], format, compress, &frames, w, h);
     }
 }
 
@@ -345,4 +345,47 @@ fn mhd_writes_its_data_beside_the_header() {
     assert!(tmp.path().join("rt.zraw").is_file());
     let header = std::fs::read_to_string(tmp.path().join("rt.mhd")).unwrap();
     assert!(header.trim_end().ends_with("ElementDataFile = rt.zraw"), "{header}");
+}
+
+#[test]
+fn a_plus_style_nrrd_sequence_reads() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("plus.seq.nrrd");
+    let mut header = String::from(
+        "NRRD0004\n# Complete NRRD file format specification at:\n# http://teem.sourceforge.net/nrrd/format.html\n\
+         dimension: 4\nencoding: gzip\nendian: little\nkinds: domain domain domain list\nsizes: 3 2 1 2\n\
+         space dimension: 3\nspace directions: (0.5,0,0) (0,0.5,0) (0,0,1) none\nspace origin: (0,0,0)\n\
+         type: unsigned char\nultrasound image orientation:=MF\nultrasound image type:=BRIGHTNESS\n",
+    );
+    for i in 0..2 {
+        header.push_str(&format!("Seq_Frame{i:04}_ProbeToTrackerTransform:=1 0 0 {i} 0 1 0 0 0 0 1 0 0 0 0 1\n"));
+        header.push_str(&format!("Seq_Frame{i:04}_ProbeToTrackerTransformStatus:=OK\n"));
+        header.push_str(&format!("Seq_Frame{i:04}_Timestamp:={}\n", 10.5 + i as f64));
+        header.push_str(&format!("Seq_Frame{i:04}_ImageStatus:=OK\n"));
+    }
+    header.push('\n');
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]).unwrap();
+    let mut bytes = header.into_bytes();
+    bytes.extend(gz.finish().unwrap());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (h, frames) = read_all(&path).unwrap();
+    assert_eq!((h.width, h.height, h.frame_count, h.spacing_mm), (3, 2, 2, [0.5, 0.5]));
+    assert!(h.fields.contains(&("ultrasound image orientation".into(), "MF".into())));
+    assert_eq!(frames[1].0.timestamp_s, 11.5);
+    assert_eq!(frames[1].0.transforms[0].matrix[3], 1.0);
+    assert_eq!(frames[0].1, PixelData::Gray8(vec![1, 2, 3, 4, 5, 6]));
+    assert_eq!(frames[1].1, PixelData::Gray8(vec![7, 8, 9, 10, 11, 12]));
+
+    // Cut short: a clear error naming the frame, not a panic.
+    let cut = tmp.path().join("cut.seq.nrrd");
+    std::fs::write(&cut, &bytes[..bytes.len() - 12]).unwrap();
+    let e = read_error(&cut);
+    assert!(
+        matches!(e, SequenceError::Truncated { .. } | SequenceError::Zlib { .. } | SequenceError::Io { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("cut.seq.nrrd"), "{e}");
 }

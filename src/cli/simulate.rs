@@ -11,7 +11,7 @@ use super::{Exit, Failure};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Sequence file to write (`.mha` or `.mhd`); labels and truth land beside it.
+    /// Sequence file to write (`.mha`, `.mhd` or `.seq.nrrd`); labels and truth land beside it.
     #[arg(long)]
     pub out: PathBuf,
     /// Number of frames.

@@ -1,4 +1,5 @@
-//! File formats: PLUS tracked-ultrasound sequence files (MetaImage `.mha`, `.mhd` + `.raw`/`.zraw`).
+//! File formats: PLUS tracked-ultrasound sequence files (MetaImage `.mha`, `.mhd` + `.raw`/`.zraw`,
+//! NRRD `.seq.nrrd`).
 
 pub mod plus;
 

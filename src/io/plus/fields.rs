@@ -25,12 +25,22 @@ pub const GENERATED_KEYS: [&str; 12] = [
     "ElementNumberOfChannels",
 ];
 
+/// How the pixel data is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    /// MetaImage `CompressedData = True`.
+    Zlib,
+    /// NRRD `encoding: gzip`.
+    Gzip,
+}
+
 /// Where and how the pixel data is stored.
 #[derive(Debug, Clone)]
 pub struct DataLayout {
     pub file: PathBuf,
     pub offset: u64,
-    pub compressed: bool,
+    pub compression: Compression,
     pub compressed_size: Option<u64>,
 }
 
@@ -161,8 +171,9 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
     let compressed_size =
         get("CompressedDataSize").map(|v| cx.number::<u64>("CompressedDataSize", None, v)).transpose()?;
     let data_file = required("ElementDataFile")?;
+    let compression = if compressed { Compression::Zlib } else { Compression::None };
     let layout = if data_file == "LOCAL" {
-        DataLayout { file: path.to_path_buf(), offset: data_offset, compressed, compressed_size }
+        DataLayout { file: path.to_path_buf(), offset: data_offset, compression, compressed_size }
     } else {
         if data_file.contains('%') || data_file.starts_with("LIST") {
             return Err(SequenceError::Unsupported {
@@ -171,7 +182,7 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
             });
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        DataLayout { file: dir.join(data_file), offset: 0, compressed, compressed_size }
+        DataLayout { file: dir.join(data_file), offset: 0, compression, compressed_size }
     };
 
     let mut names: HashMap<String, Arc<str>> = HashMap::new();

@@ -1,10 +1,12 @@
 //! PLUS tracked-ultrasound sequence files: MetaImage `.mha` (header + LOCAL data) and `.mhd` with
-//! `.raw`/`.zraw`, raw or zlib-compressed, one 2D frame per slice, with PLUS's per-frame
-//! `Seq_FrameNNNN_<Name>Transform`, `...TransformStatus`, `Timestamp` and `ImageStatus` fields.
+//! `.raw`/`.zraw` (raw or zlib), and NRRD `.seq.nrrd` (raw or gzip); one 2D frame per slice, with
+//! PLUS's per-frame `Seq_FrameNNNN_<Name>Transform`, `...TransformStatus`, `Timestamp` and
+//! `ImageStatus` fields.
 
 mod error;
 mod fields;
 mod header;
+mod nrrd;
 mod reader;
 mod writer;
 

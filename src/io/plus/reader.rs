@@ -6,11 +6,12 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 
-use flate2::read::ZlibDecoder;
+use flate2::read::{MultiGzDecoder, ZlibDecoder};
 
 use super::error::SequenceError;
-use super::fields::{DataLayout, interpret};
-use super::header::read_header;
+use super::fields::{Compression, DataLayout, interpret};
+use super::header::{Flavor, read_header};
+use super::nrrd;
 use super::{FrameMeta, SequenceHeader};
 use crate::frame::{PixelData, PixelFormat};
 
@@ -19,6 +20,7 @@ const READ_BUFFER_BYTES: usize = 1 << 20;
 enum Data {
     Raw(BufReader<File>),
     Zlib(Box<ZlibDecoder<Take<BufReader<File>>>>),
+    Gzip(Box<MultiGzDecoder<BufReader<File>>>),
 }
 
 pub struct SequenceReader {
@@ -36,15 +38,19 @@ impl SequenceReader {
     /// Parses the header and all frame metadata; pixels are read by [`read_next`](Self::read_next).
     pub fn open(path: &Path) -> Result<Self, SequenceError> {
         let io = |source| SequenceError::Io { path: path.to_path_buf(), source };
-        if is_nrrd(path) {
-            return Err(SequenceError::Unsupported {
-                path: path.to_path_buf(),
-                message: "NRRD sequences (.seq.nrrd); convert to .mha".into(),
-            });
-        }
         let mut input = BufReader::new(File::open(path).map_err(io)?);
         let raw = read_header(path, &mut input)?;
-        let parsed = interpret(path, raw.fields, raw.data_offset)?;
+        let parsed = match raw.flavor {
+            Flavor::MetaImage => interpret(path, raw.fields, raw.data_offset)?,
+            Flavor::Nrrd => {
+                let (fields, gzip) = nrrd::to_metaimage(path, raw.fields)?;
+                let mut parsed = interpret(path, fields, raw.data_offset)?;
+                if gzip {
+                    parsed.layout.compression = Compression::Gzip;
+                }
+                parsed
+            }
+        };
         let data = open_data(&parsed.layout)?;
         Ok(SequenceReader {
             path: path.to_path_buf(),
@@ -114,7 +120,7 @@ impl SequenceReader {
                 });
             }
             Err(e)
-                if self.layout.compressed
+                if self.layout.compression != Compression::None
                     && matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) =>
             {
                 return Err(SequenceError::Zlib { path: self.layout.file.clone(), frame, message: e.to_string() });
@@ -133,19 +139,17 @@ impl SequenceReader {
     }
 }
 
-fn is_nrrd(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("nrrd") || e.eq_ignore_ascii_case("nhdr"))
-}
-
 fn open_data(layout: &DataLayout) -> Result<Data, SequenceError> {
     let io = |source| SequenceError::Io { path: layout.file.clone(), source };
     let mut file = File::open(&layout.file).map_err(io)?;
     file.seek(SeekFrom::Start(layout.offset)).map_err(io)?;
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
-    Ok(if layout.compressed {
-        Data::Zlib(Box::new(ZlibDecoder::new(reader.take(layout.compressed_size.unwrap_or(u64::MAX)))))
-    } else {
-        Data::Raw(reader)
+    Ok(match layout.compression {
+        Compression::None => Data::Raw(reader),
+        Compression::Zlib => {
+            Data::Zlib(Box::new(ZlibDecoder::new(reader.take(layout.compressed_size.unwrap_or(u64::MAX)))))
+        }
+        Compression::Gzip => Data::Gzip(Box::new(MultiGzDecoder::new(reader))),
     })
 }
 
@@ -156,6 +160,7 @@ fn read_full(data: &mut Data, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = match data {
             Data::Raw(r) => r.read(&mut buf[filled..]),
             Data::Zlib(z) => z.read(&mut buf[filled..]),
+            Data::Gzip(g) => g.read(&mut buf[filled..]),
         };
         match n {
             Ok(0) => break,

@@ -2,7 +2,8 @@
 //! comes before the pixel data, so pixels stream to a sibling `.partial-data` file as frames arrive
 //! (zlib-compressed on the fly) and `finish` writes header + data to `<path>.partial`, then renames
 //! it into place: a crash never leaves a truncated file under the final name, and the partial
-//! files it leaves keep what was recorded. `.mhd` writes its `.raw`/`.zraw` data file directly.
+//! files it leaves keep what was recorded. `.mhd` writes its `.raw`/`.zraw` data file directly;
+//! `.seq.nrrd` works like `.mha`, with a NRRD header and gzip instead of zlib.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -10,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
-use flate2::write::ZlibEncoder;
+use flate2::write::{GzEncoder, ZlibEncoder};
 
 use super::error::SequenceError;
 use super::{SequenceSpec, SequenceSummary};
@@ -20,11 +21,24 @@ enum Sink {
     Raw(BufWriter<File>),
     // Fast compression: recording must keep up with the live stream on a busy machine.
     Zlib(ZlibEncoder<BufWriter<File>>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+/// The file layout, chosen by the file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `.mha`: MetaImage header and data in one file.
+    Mha,
+    /// `.mhd`: MetaImage header, data in `.raw`/`.zraw` beside it.
+    Mhd,
+    /// `.nrrd` / `.seq.nrrd`: NRRD header (PLUS sequence fields as `key:=value`), then the data.
+    Nrrd,
 }
 
 pub struct SequenceWriter {
     path: PathBuf,
     spec: SequenceSpec,
+    layout: Layout,
     /// Where pixel data goes while recording, and where it ends up.
     data_partial: PathBuf,
     data_final: Option<PathBuf>,
@@ -44,15 +58,20 @@ impl SequenceWriter {
     /// Starts a sequence at `path` (`.mha`: one file; `.mhd`: header + `.raw`/`.zraw`).
     pub fn create(path: &Path, spec: SequenceSpec) -> Result<Self, SequenceError> {
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        let data_final = match ext.as_deref() {
-            Some("mha") => None,
-            Some("mhd") => Some(path.with_extension(if spec.compress { "zraw" } else { "raw" })),
+        let layout = match ext.as_deref() {
+            Some("mha") => Layout::Mha,
+            Some("mhd") => Layout::Mhd,
+            Some("nrrd") => Layout::Nrrd,
             _ => {
                 return Err(SequenceError::Unsupported {
                     path: path.to_path_buf(),
-                    message: "writing needs a .mha or .mhd file name".into(),
+                    message: "writing needs a .mha, .mhd or .seq.nrrd file name".into(),
                 });
             }
+        };
+        let data_final = match layout {
+            Layout::Mhd => Some(path.with_extension(if spec.compress { "zraw" } else { "raw" })),
+            Layout::Mha | Layout::Nrrd => None,
         };
         if spec.width == 0 || spec.height == 0 {
             return Err(SequenceError::Unsupported {
@@ -67,10 +86,15 @@ impl SequenceWriter {
         let file =
             File::create(&data_partial).map_err(|source| SequenceError::Io { path: data_partial.clone(), source })?;
         let out = BufWriter::with_capacity(1 << 20, file);
-        let sink = if spec.compress { Sink::Zlib(ZlibEncoder::new(out, Compression::fast())) } else { Sink::Raw(out) };
+        let sink = match (spec.compress, layout) {
+            (false, _) => Sink::Raw(out),
+            (true, Layout::Nrrd) => Sink::Gzip(GzEncoder::new(out, Compression::fast())),
+            (true, _) => Sink::Zlib(ZlibEncoder::new(out, Compression::fast())),
+        };
         Ok(SequenceWriter {
             path: path.to_path_buf(),
             spec,
+            layout,
             data_partial,
             data_final,
             sink: Some(sink),
@@ -114,19 +138,22 @@ impl SequenceWriter {
         let written = match self.sink.as_mut() {
             Some(Sink::Raw(w)) => w.write_all(bytes),
             Some(Sink::Zlib(z)) => z.write_all(bytes),
+            Some(Sink::Gzip(g)) => g.write_all(bytes),
             None => Ok(()),
         };
         written.map_err(|source| SequenceError::Io { path: self.data_partial.clone(), source })?;
 
         let i = self.frames;
+        // NRRD stores custom fields as `key:=value` pairs.
+        let sep = if self.layout == Layout::Nrrd { ":=" } else { " = " };
         let f = &mut self.frame_fields;
         for t in transforms {
             let m: Vec<String> = t.matrix.iter().map(f64::to_string).collect();
-            let _ = writeln!(f, "Seq_Frame{i:04}_{}Transform = {}", t.name, m.join(" "));
-            let _ = writeln!(f, "Seq_Frame{i:04}_{}TransformStatus = {}", t.name, t.status.as_plus_str());
+            let _ = writeln!(f, "Seq_Frame{i:04}_{}Transform{sep}{}", t.name, m.join(" "));
+            let _ = writeln!(f, "Seq_Frame{i:04}_{}TransformStatus{sep}{}", t.name, t.status.as_plus_str());
         }
-        let _ = writeln!(f, "Seq_Frame{i:04}_Timestamp = {timestamp_s}");
-        let _ = writeln!(f, "Seq_Frame{i:04}_ImageStatus = {}", if image_ok { "OK" } else { "INVALID" });
+        let _ = writeln!(f, "Seq_Frame{i:04}_Timestamp{sep}{timestamp_s}");
+        let _ = writeln!(f, "Seq_Frame{i:04}_ImageStatus{sep}{}", if image_ok { "OK" } else { "INVALID" });
         self.frames += 1;
         Ok(())
     }
@@ -144,6 +171,7 @@ impl SequenceWriter {
         let data_file = match self.sink.take() {
             Some(Sink::Raw(w)) => w.into_inner().map_err(|e| e.into_error()),
             Some(Sink::Zlib(z)) => z.finish().and_then(|w| w.into_inner().map_err(|e| e.into_error())),
+            Some(Sink::Gzip(g)) => g.finish().and_then(|w| w.into_inner().map_err(|e| e.into_error())),
             None => unreachable!("finish consumes the writer"),
         }
         .map_err(io(&self.data_partial))?;
@@ -155,7 +183,10 @@ impl SequenceWriter {
             Some(data) => data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             None => "LOCAL".to_string(),
         };
-        let header = self.header_text(data_bytes, &data_name);
+        let header = match self.layout {
+            Layout::Mha | Layout::Mhd => self.metaimage_header(data_bytes, &data_name),
+            Layout::Nrrd => self.nrrd_header(),
+        };
         let partial = with_suffix(&self.path, ".partial");
         let mut out = BufWriter::new(File::create(&partial).map_err(io(&partial))?);
         out.write_all(header.as_bytes()).map_err(io(&partial))?;
@@ -175,7 +206,7 @@ impl SequenceWriter {
         Ok(SequenceSummary { path: self.path.clone(), frames: self.frames, bytes })
     }
 
-    fn header_text(&self, data_bytes: u64, data_name: &str) -> String {
+    fn metaimage_header(&self, data_bytes: u64, data_name: &str) -> String {
         let s = &self.spec;
         let mut h = String::with_capacity(self.frame_fields.len() + 1024);
         let element = match s.pixel_format {
@@ -204,6 +235,35 @@ impl SequenceWriter {
         }
         h.push_str(&self.frame_fields);
         let _ = writeln!(h, "ElementDataFile = {data_name}");
+        h
+    }
+
+    /// PLUS's NRRD sequence layout: 3 spatial axes (one slice) and a list axis of frames.
+    fn nrrd_header(&self) -> String {
+        let s = &self.spec;
+        let mut h = String::with_capacity(self.frame_fields.len() + 1024);
+        let element = match s.pixel_format {
+            PixelFormat::Gray8 => "unsigned char",
+            PixelFormat::Gray16 => "unsigned short",
+        };
+        let _ = writeln!(h, "NRRD0004");
+        let _ = writeln!(h, "# PLUS tracked ultrasound sequence; per-frame fields are Seq_FrameNNNN_<Name>:=<value>");
+        let _ = writeln!(h, "type: {element}");
+        let _ = writeln!(h, "dimension: 4");
+        let _ = writeln!(h, "space dimension: 3");
+        let _ = writeln!(h, "sizes: {} {} 1 {}", s.width, s.height, self.frames);
+        let _ = writeln!(h, "space directions: ({},0,0) (0,{},0) (0,0,1) none", s.spacing_mm[0], s.spacing_mm[1]);
+        let _ = writeln!(h, "kinds: domain domain domain list");
+        let _ = writeln!(h, "endian: little");
+        let _ = writeln!(h, "encoding: {}", if s.compress { "gzip" } else { "raw" });
+        let _ = writeln!(h, "space origin: (0,0,0)");
+        for (k, v) in
+            s.fields.iter().filter(|(k, _)| !["space", "space dimension", "space origin"].contains(&k.as_str()))
+        {
+            let _ = writeln!(h, "{k}:={v}");
+        }
+        h.push_str(&self.frame_fields);
+        h.push('\n');
         h
     }
 }
