@@ -27,7 +27,7 @@ pub fn truth_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.truth.json"))
 }
 
-/// Simulates `spec` into `out` (`.mha` or `.mhd`) and its two siblings, calling
+/// Simulates `spec` into `out` (`.mha`, `.mhd` or `.seq.nrrd`) and its two siblings, calling
 /// `progress(done, total)` after each frame.
 pub fn write_simulation(
     spec: &SimulationSpec,
