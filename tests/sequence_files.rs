@@ -373,7 +373,7 @@ fn a_plus_style_nrrd_sequence_reads() {
 
     let (h, frames) = read_all(&path).unwrap();
     assert_eq!((h.width, h.height, h.frame_count, h.spacing_mm), (3, 2, 2, [0.5, 0.5]));
-    assert!(h.fields.contains(&("ultrasound image orientation".into(), "MF".into())));
+    assert!(h.fields.contains(&("UltrasoundImageOrientation".into(), "MF".into())));
     assert_eq!(frames[1].0.timestamp_s, 11.5);
     assert_eq!(frames[1].0.transforms[0].matrix[3], 1.0);
     assert_eq!(frames[0].1, PixelData::Gray8(vec![1, 2, 3, 4, 5, 6]));

@@ -28,6 +28,10 @@ const LAYOUT_FIELDS: [&str; 13] = [
     "data file",
 ];
 
+/// PLUS names two ultrasound fields differently in its two formats: (MetaImage, NRRD).
+pub const RENAMED_FIELDS: [(&str, &str); 2] =
+    [("UltrasoundImageOrientation", "ultrasound image orientation"), ("UltrasoundImageType", "ultrasound image type")];
+
 /// Whether a header's first line marks a NRRD file.
 pub fn is_magic(line: &str) -> bool {
     line.starts_with("NRRD")
@@ -106,7 +110,12 @@ pub fn to_metaimage(
         out.push(("ElementSpacing".to_string(), spacing_from_directions(path, &directions)?));
     }
     let data_file = get("data file").unwrap_or_else(|| "LOCAL".to_string());
-    out.extend(fields.into_iter().filter(|(k, _)| !LAYOUT_FIELDS.contains(&k.as_str())));
+    out.extend(fields.into_iter().filter(|(k, _)| !LAYOUT_FIELDS.contains(&k.as_str())).map(|(k, v)| {
+        match RENAMED_FIELDS.iter().find(|(_, nrrd)| *nrrd == k) {
+            Some((metaimage, _)) => (metaimage.to_string(), v),
+            None => (k, v),
+        }
+    }));
     out.push(("ElementDataFile".to_string(), data_file));
     Ok((out, gzip))
 }

@@ -14,6 +14,7 @@ use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
 
 use super::error::SequenceError;
+use super::nrrd::RENAMED_FIELDS;
 use super::{SequenceSpec, SequenceSummary};
 use crate::frame::{NamedTransform, PixelData, PixelFormat};
 
@@ -257,9 +258,8 @@ impl SequenceWriter {
         let _ = writeln!(h, "endian: little");
         let _ = writeln!(h, "encoding: {}", if s.compress { "gzip" } else { "raw" });
         let _ = writeln!(h, "space origin: (0,0,0)");
-        for (k, v) in
-            s.fields.iter().filter(|(k, _)| !["space", "space dimension", "space origin"].contains(&k.as_str()))
-        {
+        for (k, v) in &s.fields {
+            let k = RENAMED_FIELDS.iter().find(|(metaimage, _)| metaimage == k).map_or(k.as_str(), |(_, nrrd)| nrrd);
             let _ = writeln!(h, "{k}:={v}");
         }
         h.push_str(&self.frame_fields);
