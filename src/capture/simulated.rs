@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::capture::simulator::{SimulationSpec, Simulator};
+use crate::capture::simulator::{SimulationSpec, Simulator, TRANSFORM_NAMES};
 use crate::capture::{CaptureError, Next, Pace, Source, SourceFormat};
-use crate::frame::{Frame, PixelData, PixelFormat, PixelPool, TransformStatus};
+use crate::frame::{Frame, PixelData, PixelFormat, PixelPool};
 use crate::pipeline::clock::Clock;
 
 pub struct SimulatedSource {
@@ -31,7 +31,7 @@ impl SimulatedSource {
             pace,
             next: 0,
             masks: PixelPool::new(PixelFormat::Gray8, pixels, mask_buffers),
-            names: [Arc::from("ProbeToTracker"), Arc::from("ReferenceToTracker"), Arc::from("StylusToTracker")],
+            names: TRANSFORM_NAMES.map(Arc::from),
             spare_labels: vec![0; pixels],
             start_ns: None,
         })
@@ -80,13 +80,7 @@ impl Source for SimulatedSource {
         frame.image_ok = true;
         frame.mask = mask;
         frame.transforms.clear();
-        let stylus = if pose.stylus_ok { TransformStatus::Ok } else { TransformStatus::Invalid };
-        let entries = [
-            (&self.names[0], pose.probe_to_tracker, TransformStatus::Ok),
-            (&self.names[1], pose.reference_to_tracker, TransformStatus::Ok),
-            (&self.names[2], pose.stylus_to_tracker, stylus),
-        ];
-        for (name, matrix, status) in entries {
+        for (name, (matrix, status)) in self.names.iter().zip(pose.transforms()) {
             frame.transforms.set(name, matrix, status).map_err(|e| fail(e.to_string()))?;
         }
         self.next += 1;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{SimulationError, SimulationSpec, Simulator};
-use crate::frame::{NamedTransform, PixelData, PixelFormat, TransformStatus};
+use super::{SimulationError, SimulationSpec, Simulator, TRANSFORM_NAMES};
+use crate::frame::{NamedTransform, PixelData, PixelFormat};
 use crate::io::{SequenceSpec, SequenceWriter};
 
 pub struct SimulationOutputs {
@@ -51,19 +51,17 @@ pub fn write_simulation(
     let mut labels = SequenceWriter::create(&labels_out, sequence)?;
     let pixels = spec.width_px * spec.height_px;
     let (mut image, mut label) = (PixelData::Gray8(vec![0; pixels]), PixelData::Gray8(vec![0; pixels]));
-    let names: [Arc<str>; 3] =
-        [Arc::from("ProbeToTracker"), Arc::from("ReferenceToTracker"), Arc::from("StylusToTracker")];
+    let names = TRANSFORM_NAMES.map(Arc::<str>::from);
     for i in 0..spec.frames {
         let (PixelData::Gray8(img), PixelData::Gray8(lab)) = (&mut image, &mut label) else {
             unreachable!("made as Gray8 above")
         };
         let pose = sim.render(i, img, lab)?;
-        let stylus = if pose.stylus_ok { TransformStatus::Ok } else { TransformStatus::Invalid };
-        let transforms = [
-            NamedTransform { name: names[0].clone(), matrix: pose.probe_to_tracker, status: TransformStatus::Ok },
-            NamedTransform { name: names[1].clone(), matrix: pose.reference_to_tracker, status: TransformStatus::Ok },
-            NamedTransform { name: names[2].clone(), matrix: pose.stylus_to_tracker, status: stylus },
-        ];
+        let transforms: Vec<NamedTransform> = names
+            .iter()
+            .zip(pose.transforms())
+            .map(|(name, (matrix, status))| NamedTransform { name: name.clone(), matrix, status })
+            .collect();
         images.write_frame(pose.timestamp_s, true, &transforms, &image)?;
         labels.write_frame(pose.timestamp_s, true, &transforms, &label)?;
         progress(i + 1, spec.frames);

@@ -14,7 +14,7 @@ mod rng;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::Matrix4;
+use crate::frame::{Matrix4, TransformStatus};
 
 pub use files::{SimulationOutputs, labels_path, truth_path, write_simulation};
 pub use phantom::{LABEL_BACKGROUND, LABEL_LESION, LABEL_VESSEL, Phantom};
@@ -109,6 +109,9 @@ impl SimulationSpec {
     }
 }
 
+/// Names of the transforms each frame carries, in the order [`SimulatedPose::transforms`] gives.
+pub const TRANSFORM_NAMES: [&str; 3] = ["ProbeToTracker", "ReferenceToTracker", "StylusToTracker"];
+
 /// Tracker poses and time of one frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimulatedPose {
@@ -140,6 +143,18 @@ pub struct GroundTruth {
     pub frames: usize,
     pub first_timestamp_s: f64,
     pub last_timestamp_s: f64,
+}
+
+impl SimulatedPose {
+    /// The frame's transforms with their tracking status, named by [`TRANSFORM_NAMES`].
+    pub fn transforms(&self) -> [(Matrix4, TransformStatus); 3] {
+        let stylus = if self.stylus_ok { TransformStatus::Ok } else { TransformStatus::Invalid };
+        [
+            (self.probe_to_tracker, TransformStatus::Ok),
+            (self.reference_to_tracker, TransformStatus::Ok),
+            (self.stylus_to_tracker, stylus),
+        ]
+    }
 }
 
 pub struct Simulator {
