@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{CountingSource, FailingStage, RecordingStage, Seen, spec_of};
+use common::{CountingSource, FailingStage, RecordingStage, Seen, pipeline_spec, run_interrupted_after, spec_of};
 use sonoflow::frame::Frame;
 use sonoflow::pipeline::passthrough::PassThroughStage;
 use sonoflow::pipeline::report::Report;
 use sonoflow::pipeline::{
-    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, Supervisor, run,
+    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, run,
 };
 
 /// Stalls once, for `stall`, on frame `at` (a GC pause, a driver hiccup, a slow model warm-up).
@@ -33,19 +33,7 @@ impl Stage for StallingStage {
 }
 
 fn live_spec(source: CountingSource, stages: Vec<StageSpec>) -> PipelineSpec {
-    PipelineSpec {
-        source: Box::new(source),
-        stages,
-        clock: Clock::monotonic(),
-        pool_frames: 32,
-        max_frames: None,
-        deadline_ms: 80.0,
-        max_restarts: 3,
-        trace_capacity: 0,
-        input_tap: None,
-        mask_tap: None,
-        supervisor: Supervisor::new(),
-    }
+    PipelineSpec { max_restarts: 3, trace_capacity: 0, ..pipeline_spec(source, stages, Clock::monotonic()) }
 }
 
 fn assert_conserved(r: &Report) {
@@ -119,13 +107,7 @@ fn an_interrupt_mid_stream_shuts_down_cleanly() {
         .map(|n| spec_of(n, QueuePolicy::DropOldest, 4, ErrorPolicy::DropFrame, || PassThroughStage))
         .into();
     let spec = live_spec(CountingSource::paced(1_000_000, 500_000), stages);
-    let supervisor = spec.supervisor.clone();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        supervisor.request_stop(StopReason::Interrupted);
-    });
-    let r = run(spec).unwrap().report;
-    stopper.join().unwrap();
+    let r = run_interrupted_after(spec, Duration::from_millis(200));
     assert_eq!(r.stop_reason, StopReason::Interrupted);
     assert!(r.frames_in > 10);
     assert_conserved(&r);

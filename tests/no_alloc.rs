@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use common::CountingSource;
 use sonoflow::frame::Frame;
 use sonoflow::pipeline::passthrough::PassThroughStage;
-use sonoflow::pipeline::{
-    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, Supervisor, run,
-};
+use sonoflow::pipeline::{Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, run};
 
 struct CountingAllocator;
 
@@ -101,19 +99,8 @@ fn run_chain(policy: QueuePolicy, clock: Clock) -> Arc<Counts> {
     let counts = Arc::new(Counts::default());
     let stages =
         ["preprocess", "segment", "threshold", "reconstruct", "haptics"].map(|n| probed(n, policy, &counts)).into();
-    let spec = PipelineSpec {
-        source: Box::new(CountingSource::paced(1000, 20_000)),
-        stages,
-        clock,
-        pool_frames: 32,
-        max_frames: None,
-        deadline_ms: 80.0,
-        max_restarts: 0,
-        trace_capacity: 10_000,
-        input_tap: None,
-        mask_tap: None,
-        supervisor: Supervisor::new(),
-    };
+    let spec =
+        PipelineSpec { max_restarts: 0, ..common::pipeline_spec(CountingSource::paced(1000, 20_000), stages, clock) };
     let report = run(spec).unwrap().report;
     assert_eq!(report.frames_out + report.total_drops(), 1000);
     counts

@@ -7,27 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use sonoflow::capture::Source;
 use sonoflow::pipeline::passthrough::PassThroughStage;
-use sonoflow::pipeline::{
-    Clock, ErrorPolicy, PipelineSpec, QueuePolicy, RunResult, StageSpec, StopReason, Supervisor, run,
-};
-
-fn pipeline(source: impl Source + 'static, stages: Vec<StageSpec>, clock: Clock) -> PipelineSpec {
-    PipelineSpec {
-        source: Box::new(source),
-        stages,
-        clock,
-        pool_frames: 32,
-        max_frames: None,
-        deadline_ms: 80.0,
-        max_restarts: 2,
-        trace_capacity: 10_000,
-        input_tap: None,
-        mask_tap: None,
-        supervisor: Supervisor::new(),
-    }
-}
+use sonoflow::pipeline::{Clock, ErrorPolicy, QueuePolicy, RunResult, StageSpec, StopReason, run};
 
 fn passthrough(name: &str, policy: QueuePolicy) -> StageSpec {
     spec_of(name, policy, 4, ErrorPolicy::DropFrame, || PassThroughStage)
@@ -42,7 +23,7 @@ fn every_frame_arrives_in_order_with_its_transform() {
         passthrough("b", QueuePolicy::Block),
         spec_of("check", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, move || RecordingStage { seen: probe.clone() }),
     ];
-    let result = run(pipeline(CountingSource::new(500), stages, Clock::monotonic())).unwrap();
+    let result = run(pipeline_spec(CountingSource::new(500), stages, Clock::monotonic())).unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 500);
     for (i, (seq, x)) in seen.iter().enumerate() {
@@ -70,7 +51,7 @@ fn drop_oldest_under_a_slow_stage_counts_every_drop() {
         }),
         spec_of("check", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, move || RecordingStage { seen: probe.clone() }),
     ];
-    let result = run(pipeline(CountingSource::new(200), stages, Clock::monotonic())).unwrap();
+    let result = run(pipeline_spec(CountingSource::new(200), stages, Clock::monotonic())).unwrap();
     let r = &result.report;
     let slow_queue = &r.queues[0];
     assert_eq!(slow_queue.name, "capture->slow");
@@ -94,7 +75,7 @@ fn drop_frame_policy_skips_the_bad_frame_only() {
         fail_on: vec![3, 7],
         stops: s.clone(),
     })];
-    let r = run(pipeline(CountingSource::new(20), stages, Clock::monotonic())).unwrap().report;
+    let r = run(pipeline_spec(CountingSource::new(20), stages, Clock::monotonic())).unwrap().report;
     assert_eq!(r.frames_out, 18);
     assert_eq!(r.fault_count, 2);
     assert_eq!((r.faults[0].seq, r.faults[0].action.as_str()), (3, "drop-frame"));
@@ -114,7 +95,7 @@ fn restart_policy_rebuilds_the_stage_then_safe_stops_past_the_limit() {
         }),
         passthrough("after", QueuePolicy::Block),
     ];
-    let r = run(pipeline(CountingSource::new(30), stages, Clock::monotonic())).unwrap().report;
+    let r = run(pipeline_spec(CountingSource::new(30), stages, Clock::monotonic())).unwrap().report;
     // Built once up front, then restarted twice (max_restarts = 2); the third failure safe-stops.
     assert_eq!(built.load(Ordering::SeqCst), 3);
     assert_eq!(r.stages[1].restarts, 2);
@@ -141,7 +122,7 @@ fn safe_stop_policy_stops_everything() {
             stops: s.clone(),
         }),
     ];
-    let r = run(pipeline(CountingSource::paced(1000, 200_000), stages, Clock::monotonic())).unwrap().report;
+    let r = run(pipeline_spec(CountingSource::paced(1000, 200_000), stages, Clock::monotonic())).unwrap().report;
     assert_eq!(r.stop_reason, StopReason::SafeStop);
     assert_eq!(r.frames_out, 10);
     assert!(r.frames_in < 1000, "the source stops after a safe-stop");
@@ -153,7 +134,7 @@ fn source_error_ends_the_run_cleanly_after_processing_what_was_captured() {
     let mut source = CountingSource::new(50);
     source.fail_at = Some(20);
     let stages = vec![passthrough("a", QueuePolicy::Block)];
-    let r = run(pipeline(source, stages, Clock::monotonic())).unwrap().report;
+    let r = run(pipeline_spec(source, stages, Clock::monotonic())).unwrap().report;
     assert_eq!(r.stop_reason, StopReason::SourceError);
     assert_eq!(r.frames_out, 20);
     assert_eq!(r.faults[0].stage, "capture");
@@ -162,23 +143,18 @@ fn source_error_ends_the_run_cleanly_after_processing_what_was_captured() {
 
 #[test]
 fn frame_limit_and_interrupt_stop_the_source() {
-    let mut spec = pipeline(CountingSource::new(1000), vec![passthrough("a", QueuePolicy::Block)], Clock::monotonic());
+    let mut spec =
+        pipeline_spec(CountingSource::new(1000), vec![passthrough("a", QueuePolicy::Block)], Clock::monotonic());
     spec.max_frames = Some(64);
     let r = run(spec).unwrap().report;
     assert_eq!((r.stop_reason, r.frames_out), (StopReason::FrameLimit, 64));
 
-    let spec = pipeline(
+    let spec = pipeline_spec(
         CountingSource::paced(100_000, 1_000_000),
         vec![passthrough("a", QueuePolicy::Block)],
         Clock::monotonic(),
     );
-    let supervisor = spec.supervisor.clone();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        supervisor.request_stop(StopReason::Interrupted);
-    });
-    let r = run(spec).unwrap().report;
-    stopper.join().unwrap();
+    let r = run_interrupted_after(spec, Duration::from_millis(50));
     assert_eq!(r.stop_reason, StopReason::Interrupted);
     assert!(r.frames_out > 0 && r.frames_out < 1000);
     assert_eq!(r.frames_out, r.frames_in, "queued frames are processed on a graceful stop");
@@ -192,7 +168,7 @@ fn mock_run() -> RunResult {
         }),
         passthrough("c", QueuePolicy::Block),
     ];
-    run(pipeline(CountingSource::paced(300, 33_333_333), stages, Clock::mock())).unwrap()
+    run(pipeline_spec(CountingSource::paced(300, 33_333_333), stages, Clock::mock())).unwrap()
 }
 
 #[test]
@@ -245,7 +221,7 @@ impl sonoflow::pipeline::Stage for PanickingStage {
 #[test]
 fn a_panicking_stage_is_rebuilt_not_fatal() {
     let stages = vec![spec_of("buggy", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, || PanickingStage)];
-    let r = run(pipeline(CountingSource::new(10), stages, Clock::monotonic())).unwrap().report;
+    let r = run(pipeline_spec(CountingSource::new(10), stages, Clock::monotonic())).unwrap().report;
     assert_eq!(r.stop_reason, StopReason::EndOfInput);
     assert_eq!(r.frames_out, 9);
     assert_eq!(r.stages[1].restarts, 1);
@@ -255,7 +231,7 @@ fn a_panicking_stage_is_rebuilt_not_fatal() {
 
 #[test]
 fn a_pipeline_without_stages_still_captures_and_ends() {
-    let r = run(pipeline(CountingSource::new(5), vec![], Clock::monotonic())).unwrap().report;
+    let r = run(pipeline_spec(CountingSource::new(5), vec![], Clock::monotonic())).unwrap().report;
     assert_eq!((r.stop_reason, r.frames_in), (StopReason::EndOfInput, 5));
     assert!(r.queues.is_empty());
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use sonoflow::capture::{CaptureError, Next, Source, SourceFormat};
 use sonoflow::frame::{Frame, IDENTITY, PixelData, PixelFormat, TransformStatus};
-use sonoflow::pipeline::{Clock, ErrorPolicy, Outcome, QueuePolicy, Stage, StageError, StageSpec};
+use sonoflow::pipeline::report::Report;
+use sonoflow::pipeline::{
+    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, Supervisor, run,
+};
 
 pub const WIDTH: usize = 32;
 pub const HEIGHT: usize = 24;
@@ -153,4 +156,34 @@ pub fn plus_data() -> Option<PathBuf> {
         println!("skipping: ../shared/data/plus not found (the shared test data is not on this machine)");
         None
     }
+}
+
+/// A pipeline over `source` and `stages` with the test defaults: 32 buffers, an 80 ms deadline,
+/// two restarts, a trace of up to 10,000 events per stage, no recording.
+pub fn pipeline_spec(source: impl Source + 'static, stages: Vec<StageSpec>, clock: Clock) -> PipelineSpec {
+    PipelineSpec {
+        source: Box::new(source),
+        stages,
+        clock,
+        pool_frames: 32,
+        max_frames: None,
+        deadline_ms: 80.0,
+        max_restarts: 2,
+        trace_capacity: 10_000,
+        input_tap: None,
+        mask_tap: None,
+        supervisor: Supervisor::new(),
+    }
+}
+
+/// Runs `spec`, asking it to stop (as Ctrl-C does) after `delay`.
+pub fn run_interrupted_after(spec: PipelineSpec, delay: Duration) -> Report {
+    let supervisor = spec.supervisor.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        supervisor.request_stop(StopReason::Interrupted);
+    });
+    let report = run(spec).unwrap().report;
+    stopper.join().unwrap();
+    report
 }
