@@ -34,6 +34,13 @@ fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 #[test]
+fn the_hil_config_validates_as_shipped() {
+    let config = Config::load(&repo("configs/hil.toml")).unwrap();
+    assert_eq!(config.capture.kind, SourceKind::Simulator);
+    config.validate().unwrap();
+}
+
+#[test]
 fn every_key_is_documented() {
     let mut config = Config::default();
     // Optional keys are left out when unset; set them so they are listed too.
