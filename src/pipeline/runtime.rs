@@ -131,6 +131,14 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
     let format = source.format();
     let pool = PixelPool::new(format.pixel_format, format.width * format.height, pool_frames);
     let source_name = source.describe();
+    tracing::info!(
+        source = %source_name,
+        width = format.width,
+        height = format.height,
+        pool_frames,
+        stages = stages.len(),
+        "starting pipeline"
+    );
 
     // Build every stage before any thread starts, so a bad model path or device fails the run
     // up front instead of after frames have flowed.
@@ -247,6 +255,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
             sink = outcome.sink;
         }
     }
+    tracing::info!(reason = ?supervisor.reason(), "pipeline stopped");
     let (faults, fault_count) = supervisor.faults();
     let report = Report::assemble(
         source_name,
