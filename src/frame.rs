@@ -76,14 +76,15 @@ impl PixelData {
         self.len() == 0
     }
 
-    /// The pixels as little-endian bytes (the on-disk order of MetaImage and NRRD files).
+    /// The first `n` pixels as little-endian bytes (the on-disk order of MetaImage and NRRD).
     /// Borrowed for u8; u16 is converted into `scratch`, which keeps its capacity between calls.
-    pub fn le_bytes<'a>(&'a self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    /// `n` must not exceed `len()`.
+    pub fn le_bytes<'a>(&'a self, n: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
         match self {
-            PixelData::Gray8(v) => v,
+            PixelData::Gray8(v) => &v[..n],
             PixelData::Gray16(v) => {
                 scratch.clear();
-                scratch.extend(v.iter().flat_map(|p| p.to_le_bytes()));
+                scratch.extend(v[..n].iter().flat_map(|p| p.to_le_bytes()));
                 scratch
             }
         }
@@ -103,10 +104,11 @@ impl PixelData {
         true
     }
 
-    /// Fills the pixels from little-endian bytes; `bytes.len()` must be `len() * bytes_per_pixel`.
+    /// Fills the first pixels from little-endian bytes (as many as `bytes` holds, which must not
+    /// be more than `len()`).
     pub fn copy_from_le_bytes(&mut self, bytes: &[u8]) {
         match self {
-            PixelData::Gray8(v) => v.copy_from_slice(bytes),
+            PixelData::Gray8(v) => v[..bytes.len()].copy_from_slice(bytes),
             PixelData::Gray16(v) => {
                 for (p, b) in v.iter_mut().zip(bytes.chunks_exact(2)) {
                     *p = u16::from_le_bytes([b[0], b[1]]);
@@ -439,7 +441,7 @@ mod tests {
     fn le_bytes_round_trip_u16() {
         let data = PixelData::Gray16(vec![0x0102, 0xfffe]);
         let mut scratch = Vec::new();
-        let bytes = data.le_bytes(&mut scratch).to_vec();
+        let bytes = data.le_bytes(2, &mut scratch).to_vec();
         assert_eq!(bytes, vec![0x02, 0x01, 0xfe, 0xff]);
         let mut back = PixelData::zeroed(PixelFormat::Gray16, 2);
         back.copy_from_le_bytes(&bytes);

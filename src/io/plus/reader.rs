@@ -13,7 +13,7 @@ use super::fields::{Compression, DataLayout, interpret};
 use super::header::{Flavor, read_header};
 use super::nrrd;
 use super::{FrameMeta, SequenceHeader};
-use crate::frame::{PixelData, PixelFormat};
+use crate::frame::PixelData;
 
 const READ_BUFFER_BYTES: usize = 1 << 20;
 
@@ -97,18 +97,17 @@ impl SequenceReader {
                 ),
             });
         }
+        let expected = pixels * self.header.pixel_format.bytes_per_pixel();
         let got = match dst {
+            // 8-bit pixels are the bytes on disk: read straight into the frame.
             PixelData::Gray8(v) => read_full(&mut self.data, &mut v[..pixels]),
-            PixelData::Gray16(v) => {
-                self.scratch.resize(pixels * PixelFormat::Gray16.bytes_per_pixel(), 0);
+            PixelData::Gray16(_) => {
+                self.scratch.resize(expected, 0);
                 let got = read_full(&mut self.data, &mut self.scratch);
-                for (p, b) in v[..pixels].iter_mut().zip(self.scratch.chunks_exact(2)) {
-                    *p = u16::from_le_bytes([b[0], b[1]]);
-                }
+                dst.copy_from_le_bytes(&self.scratch);
                 got
             }
         };
-        let expected = pixels * self.header.pixel_format.bytes_per_pixel();
         match got {
             Ok(n) if n == expected => {}
             Ok(n) => {

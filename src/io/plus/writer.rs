@@ -128,14 +128,7 @@ impl SequenceWriter {
                 ),
             });
         }
-        let bytes: &[u8] = match pixels {
-            PixelData::Gray8(v) => &v[..n],
-            PixelData::Gray16(v) => {
-                self.scratch.clear();
-                self.scratch.extend(v[..n].iter().flat_map(|p| p.to_le_bytes()));
-                &self.scratch
-            }
-        };
+        let bytes = pixels.le_bytes(n, &mut self.scratch);
         let written = match self.sink.as_mut() {
             Some(Sink::Raw(w)) => w.write_all(bytes),
             Some(Sink::Zlib(z)) => z.write_all(bytes),
