@@ -9,8 +9,9 @@ use std::sync::Arc;
 use common::spec_of;
 use sonoflow::capture::simulator::{SimulationSpec, write_simulation};
 use sonoflow::config::{ClockKind, Config, SourceKind};
+use sonoflow::io::plus::labels_path;
 use sonoflow::io::sequence::read_all;
-use sonoflow::pipeline::build::{labels_path, pipeline_from_config};
+use sonoflow::pipeline::build::pipeline_from_config;
 use sonoflow::pipeline::report::write_chrome_trace;
 use sonoflow::pipeline::{ErrorPolicy, QueuePolicy, StopReason, Supervisor, run};
 
@@ -79,7 +80,7 @@ fn mock_replay(input: &Path, out_dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     std::fs::create_dir_all(out_dir).unwrap();
     let mut config = replay_config(input, ClockKind::Mock);
     config.capture.pace = sonoflow::capture::Pace::Recorded;
-    config.capture.labels_path = Some(sonoflow::capture::simulator::labels_path(input));
+    config.capture.labels_path = Some(labels_path(input));
     let recording = out_dir.join("replayed.mha");
     config.record.path = Some(recording.clone());
     config.record.include_masks = true;
@@ -122,7 +123,7 @@ fn mock_clock_replays_are_byte_identical() {
         assert_eq!(m0.transforms, m1.transforms);
     }
     // The masks recorded at the end of the chain are the simulator's ground truth.
-    let (_, truth) = read_all(&sonoflow::capture::simulator::labels_path(&input)).unwrap();
+    let (_, truth) = read_all(&labels_path(&input)).unwrap();
     let (_, masks) = read_all(&dir.path().join("a/replayed.labels.mha")).unwrap();
     assert_eq!(truth.len(), masks.len());
     assert!(truth.iter().zip(&masks).all(|((_, t), (_, m))| t == m));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::capture::{CaptureError, ReplaySource, SimulatedSource, Source};
 use crate::config::{ClockKind, Config, ConfigError, SourceKind};
+use crate::io::plus::labels_path;
 use crate::pipeline::clock::Clock;
 use crate::pipeline::passthrough::PassThroughStage;
 use crate::pipeline::recording::{RecordingTap, TapContent};
@@ -22,16 +23,6 @@ pub enum BuildError {
     Capture(#[from] CaptureError),
     #[error("cannot start recording to {path}: {source}")]
     Recording { path: PathBuf, source: std::io::Error },
-}
-
-/// Where a recording's label masks go: `sweep.mha` → `sweep.labels.mha`.
-pub fn labels_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (stem, ext) = match name.find('.') {
-        Some(dot) => (&name[..dot], &name[dot..]),
-        None => (name.as_str(), ".mha"),
-    };
-    path.with_file_name(format!("{stem}.labels{ext}"))
 }
 
 /// Opens the configured source.
@@ -107,16 +98,4 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         mask_tap,
         supervisor,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_path_keeps_compound_extensions() {
-        assert_eq!(labels_path(Path::new("/a/sweep.mha")), PathBuf::from("/a/sweep.labels.mha"));
-        assert_eq!(labels_path(Path::new("rec.seq.nrrd")), PathBuf::from("rec.labels.seq.nrrd"));
-        assert_eq!(labels_path(Path::new("rec")), PathBuf::from("rec.labels.mha"));
-    }
 }

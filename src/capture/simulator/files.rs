@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{SimulationError, SimulationSpec, Simulator, TRANSFORM_NAMES};
 use crate::frame::{NamedTransform, PixelData, PixelFormat};
+pub use crate::io::plus::labels_path;
 use crate::io::{SequenceSpec, SequenceWriter};
 
 pub struct SimulationOutputs {
@@ -13,11 +14,6 @@ pub struct SimulationOutputs {
     pub labels: PathBuf,
     pub truth: PathBuf,
     pub frames: usize,
-}
-
-/// `sweep.mha` → `sweep.labels.mha`.
-pub fn labels_path(out: &Path) -> PathBuf {
-    crate::pipeline::build::labels_path(out)
 }
 
 /// `sweep.mha` → `sweep.truth.json`.

@@ -10,7 +10,7 @@ mod nrrd;
 mod reader;
 mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::frame::{NamedTransform, PixelFormat};
 
@@ -59,4 +59,26 @@ pub struct SequenceSummary {
     pub path: PathBuf,
     pub frames: usize,
     pub bytes: u64,
+}
+
+/// Where the label masks that go with a sequence live: `sweep.mha` → `sweep.labels.mha`.
+pub fn labels_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (stem, ext) = match name.find('.') {
+        Some(dot) => (&name[..dot], &name[dot..]),
+        None => (name.as_str(), ".mha"),
+    };
+    path.with_file_name(format!("{stem}.labels{ext}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_path_keeps_compound_extensions() {
+        assert_eq!(labels_path(Path::new("/a/sweep.mha")), PathBuf::from("/a/sweep.labels.mha"));
+        assert_eq!(labels_path(Path::new("rec.seq.nrrd")), PathBuf::from("rec.labels.seq.nrrd"));
+        assert_eq!(labels_path(Path::new("rec")), PathBuf::from("rec.labels.mha"));
+    }
 }
