@@ -291,7 +291,11 @@ fn round_trip(
     assert!(!dir.join(format!("rt.{ext}.partial")).exists());
 }
 
-fn arb_frames() -> impl Strategy<Value = (usize, usize, bool, Vec<(f64, bool, Vec<NamedTransform>, Vec<u16>)>)> {
+/// Timestamp, image status, transforms and pixels of one generated frame.
+type ArbFrame = (f64, bool, Vec<NamedTransform>, Vec<u16>);
+
+/// Width, height, 16-bit or not, and the frames.
+fn arb_frames() -> impl Strategy<Value = (usize, usize, bool, Vec<ArbFrame>)> {
     (1usize..6, 1usize..5, any::<bool>()).prop_flat_map(|(w, h, wide)| {
         let frame = (
             -1e6f64..1e6,

@@ -7,7 +7,10 @@ fn small(frames: usize) -> SimulationSpec {
     SimulationSpec { frames, width_px: 128, height_px: 128, spacing_mm: 0.4, ..SimulationSpec::default() }
 }
 
-fn render_all(spec: &SimulationSpec) -> (Simulator, Vec<(Vec<u8>, Vec<u8>)>) {
+/// Image and labels of one frame.
+type Rendered = (Vec<u8>, Vec<u8>);
+
+fn render_all(spec: &SimulationSpec) -> (Simulator, Vec<Rendered>) {
     let mut sim = Simulator::new(spec.clone()).unwrap();
     let n = spec.width_px * spec.height_px;
     let frames = (0..spec.frames)
@@ -72,11 +75,12 @@ fn inverse4(m: &Matrix4) -> Matrix4 {
         for v in &mut a[col] {
             *v /= p;
         }
-        for r in 0..4 {
+        let pivot_row = a[col];
+        for (r, row) in a.iter_mut().enumerate() {
             if r != col {
-                let f = a[r][col];
-                for k in 0..8 {
-                    a[r][k] -= f * a[col][k];
+                let f = row[col];
+                for (v, p) in row.iter_mut().zip(pivot_row) {
+                    *v -= f * p;
                 }
             }
         }
