@@ -112,6 +112,14 @@ fn mock_clock_replays_are_byte_identical() {
     assert!(a.0 == b.0, "recorded images differ");
     assert!(a.1 == b.1, "recorded masks differ");
     assert!(a.2 == b.2, "traces (stage order and stamps) differ");
+    // The trace is valid Chrome trace-event JSON: one named track per stage, one slice per frame
+    // and stage.
+    let trace: serde_json::Value = serde_json::from_slice(&a.2).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let slices: Vec<_> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(slices.len(), 6 * 40);
+    assert_eq!(events.iter().filter(|e| e["ph"] == "M").count(), 6);
+    assert!(slices.iter().all(|e| e["dur"].as_f64().unwrap() >= 0.0 && e["args"]["seq"].is_u64()));
 
     // The recording holds exactly what was replayed.
     let (_, original) = read_all(&input).unwrap();
