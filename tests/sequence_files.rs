@@ -172,10 +172,11 @@ fn with_header_edit(dir: &Path, name: &str, from: &str, to: &str) -> PathBuf {
 fn bad_fields_name_field_and_frame() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let cases: [(&str, &str, &str, &str, Option<usize>); 8] = [
+    let cases: [(&str, &str, &str, &str, Option<usize>); 9] = [
         ("dims.mha", "DimSize = 16 8 4", "DimSize = 16 8", "DimSize", None),
         ("dims2.mha", "DimSize = 16 8 4", "DimSize = 16 x 4", "DimSize", None),
         ("dims0.mha", "DimSize = 16 8 4", "DimSize = 16 0 4", "DimSize", None),
+        ("huge.mha", "DimSize = 16 8 4", "DimSize = 100000 100000 4", "DimSize", None),
         (
             "matrix.mha",
             "Seq_Frame0002_ProbeToTrackerTransform = 1 0 0 0.2",

@@ -25,6 +25,9 @@ pub enum BuildError {
     Recording { path: PathBuf, source: std::io::Error },
 }
 
+/// Most memory the frame pool may take: beyond this a config typo, not a real need.
+const MAX_POOL_BYTES: usize = 8 << 30;
+
 /// Opens the configured source.
 pub fn open_source(config: &Config) -> Result<Box<dyn Source>, BuildError> {
     let c = &config.capture;
@@ -52,6 +55,22 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
     config.validate()?;
     let source = open_source(config)?;
     let format = source.format();
+    let pool_bytes = config.pipeline.pool_frames * format.width * format.height * format.pixel_format.bytes_per_pixel();
+    if pool_bytes > MAX_POOL_BYTES {
+        return Err(ConfigError::Invalid {
+            key: "pipeline.pool_frames".into(),
+            message: format!(
+                "{} buffers of {}x{} {} frames need {:.1} GiB, over the {} GiB limit; use fewer buffers",
+                config.pipeline.pool_frames,
+                format.width,
+                format.height,
+                format.pixel_format,
+                pool_bytes as f64 / (1u64 << 30) as f64,
+                MAX_POOL_BYTES >> 30
+            ),
+        }
+        .into());
+    }
     let stages = config
         .stages()
         .into_iter()

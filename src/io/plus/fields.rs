@@ -35,6 +35,11 @@ pub enum Compression {
     Gzip,
 }
 
+/// Largest frame side accepted (ultrasound frames are at most a few thousand pixels wide).
+pub const MAX_FRAME_SIDE: usize = 8192;
+/// Most frames accepted in one file (over 9 hours at 30 fps).
+pub const MAX_FRAMES: usize = 1_000_000;
+
 /// Where and how the pixel data is stored.
 #[derive(Debug, Clone)]
 pub struct DataLayout {
@@ -123,8 +128,14 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
     }
     let (width, height) = (dims[0], dims[1]);
     let frame_count = if ndims == 3 { dims[2] } else { 1 };
-    if width.checked_mul(height).and_then(|p| p.checked_mul(frame_count)).is_none_or(|p| p > (1usize << 40)) {
-        return Err(cx.field("DimSize", None, format!("{dims:?} is implausibly large")));
+    // Frames are held in fixed pools sized from this header, so an absurd size (a corrupt or
+    // hostile file) must be refused here, not discovered as an out-of-memory abort.
+    if width > MAX_FRAME_SIDE || height > MAX_FRAME_SIDE || frame_count > MAX_FRAMES {
+        return Err(cx.field(
+            "DimSize",
+            None,
+            format!("{dims:?} is implausibly large (frames up to {MAX_FRAME_SIDE}x{MAX_FRAME_SIDE}, up to {MAX_FRAMES} of them)"),
+        ));
     }
     let pixel_format = match required("ElementType")? {
         "MET_UCHAR" => PixelFormat::Gray8,
