@@ -235,3 +235,15 @@ fn a_pipeline_without_stages_still_captures_and_ends() {
     assert_eq!((r.stop_reason, r.frames_in), (StopReason::EndOfInput, 5));
     assert!(r.queues.is_empty());
 }
+
+#[test]
+fn an_interrupt_cuts_a_long_pacing_wait_short() {
+    // The second frame is due an hour after the first: only the interrupt can end this run soon.
+    let spec = pipeline_spec(
+        CountingSource::paced(2, 3_600_000_000_000),
+        vec![passthrough("a", QueuePolicy::Block)],
+        Clock::monotonic(),
+    );
+    let r = run_interrupted_after(spec, Duration::from_millis(100));
+    assert_eq!((r.stop_reason, r.frames_in, r.frames_out), (StopReason::Interrupted, 1, 1));
+}

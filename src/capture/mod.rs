@@ -51,8 +51,9 @@ pub trait Source: Send {
 
     fn format(&self) -> SourceFormat;
 
-    /// Blocks until the next frame is due (recorded pace) or available (device).
-    fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError>;
+    /// Blocks until the next frame is due (recorded pace) or available (device). Gives up with
+    /// `Next::End` as soon as `keep_waiting` turns false (the pipeline is stopping).
+    fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError>;
 
     /// Fills `frame` (pixels, size, spacing, capture time, transforms, status) with the frame that
     /// `wait_next` announced. Must not allocate after the first frame.

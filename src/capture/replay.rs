@@ -97,7 +97,7 @@ impl Source for ReplaySource {
         SourceFormat { width: h.width, height: h.height, pixel_format: h.pixel_format }
     }
 
-    fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
+    fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError> {
         if self.next >= self.reader.frames().len() {
             if !self.looping {
                 return Ok(Next::End);
@@ -113,7 +113,9 @@ impl Source for ReplaySource {
             let t = self.reader.frames()[self.next].timestamp_s + self.loop_offset_s;
             let (start_ns, t0) = *self.origin.get_or_insert_with(|| (clock.now_ns(), t));
             let due_ns = start_ns + ((t - t0).max(0.0) * 1e9) as u64;
-            clock.sleep_until_ns(due_ns);
+            if !clock.sleep_until_ns(due_ns, keep_waiting) {
+                return Ok(Next::End);
+            }
         }
         Ok(Next::Ready)
     }

@@ -48,14 +48,16 @@ impl Source for SimulatedSource {
         SourceFormat { width: spec.width_px, height: spec.height_px, pixel_format: PixelFormat::Gray8 }
     }
 
-    fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
+    fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError> {
         if self.next >= self.simulator.spec().frames {
             return Ok(Next::End);
         }
         if self.pace == Pace::Recorded {
             let start = *self.start_ns.get_or_insert_with(|| clock.now_ns());
             let period_ns = 1e9 / self.simulator.spec().frame_rate_hz;
-            clock.sleep_until_ns(start + (self.next as f64 * period_ns) as u64);
+            if !clock.sleep_until_ns(start + (self.next as f64 * period_ns) as u64, keep_waiting) {
+                return Ok(Next::End);
+            }
         }
         Ok(Next::Ready)
     }

@@ -9,6 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+/// Longest uninterrupted sleep: how soon a stop request is noticed while pacing.
+const SLEEP_SLICE: Duration = Duration::from_millis(20);
+
 /// Virtual time that one clock read costs under the mock clock.
 pub const MOCK_TICK_NS: u64 = 1_000;
 
@@ -57,16 +60,25 @@ impl Clock {
         }
     }
 
-    /// Waits until `t_ns`; the mock clock jumps there at once.
-    pub fn sleep_until_ns(&mut self, t_ns: u64) {
+    /// Waits until `t_ns`, or until `keep_waiting` says to stop (looked at every 20 ms, so a
+    /// long gap in a recording never delays a Ctrl-C); false when cut short. The mock clock jumps
+    /// to `t_ns` at once.
+    pub fn sleep_until_ns(&mut self, t_ns: u64, keep_waiting: &dyn Fn() -> bool) -> bool {
         match self {
-            Clock::Monotonic { epoch } => {
+            Clock::Monotonic { epoch } => loop {
                 let now = epoch.elapsed().as_nanos() as u64;
-                if t_ns > now {
-                    std::thread::sleep(Duration::from_nanos(t_ns - now));
+                if now >= t_ns {
+                    return true;
                 }
+                if !keep_waiting() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_nanos(t_ns - now).min(SLEEP_SLICE));
+            },
+            Clock::Mock { now_ns } => {
+                *now_ns = (*now_ns).max(t_ns);
+                true
             }
-            Clock::Mock { now_ns } => *now_ns = (*now_ns).max(t_ns),
         }
     }
 }
@@ -79,7 +91,7 @@ mod tests {
     fn mock_clock_ticks_and_never_runs_backwards() {
         let mut clock = Clock::mock();
         assert_eq!(clock.now_ns(), MOCK_TICK_NS);
-        clock.sleep_until_ns(50_000);
+        assert!(clock.sleep_until_ns(50_000, &|| true));
         assert_eq!(clock.now_ns(), 51_000);
         clock.observe(10_000);
         assert_eq!(clock.now_ns(), 52_000);
@@ -91,7 +103,11 @@ mod tests {
     fn monotonic_clock_sleeps_until_deadline() {
         let mut clock = Clock::monotonic();
         let target = clock.now_ns() + 2_000_000;
-        clock.sleep_until_ns(target);
+        assert!(clock.sleep_until_ns(target, &|| true));
         assert!(clock.now_ns() >= target);
+        // A stop request cuts a long wait short.
+        let far = clock.now_ns() + 3_600_000_000_000;
+        assert!(!clock.sleep_until_ns(far, &|| false));
+        assert!(clock.now_ns() < far);
     }
 }

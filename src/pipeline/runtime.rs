@@ -318,7 +318,8 @@ impl CaptureWorker {
                 std::thread::sleep(Duration::from_micros(100));
             };
             let Some(pixels) = pixels else { break };
-            match source.wait_next(&mut self.clock) {
+            let supervisor = &self.supervisor;
+            match source.wait_next(&mut self.clock, &|| supervisor.running()) {
                 Ok(Next::Ready) => {}
                 Ok(Next::End) => {
                     self.supervisor.request_stop(StopReason::EndOfInput);

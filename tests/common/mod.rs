@@ -50,13 +50,15 @@ impl Source for CountingSource {
     fn format(&self) -> SourceFormat {
         SourceFormat { width: WIDTH, height: HEIGHT, pixel_format: PixelFormat::Gray8 }
     }
-    fn wait_next(&mut self, clock: &mut Clock) -> Result<Next, CaptureError> {
+    fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError> {
         if self.next >= self.frames {
             return Ok(Next::End);
         }
         if self.period_ns > 0 {
             let start = *self.start_ns.get_or_insert_with(|| clock.now_ns());
-            clock.sleep_until_ns(start + self.next * self.period_ns);
+            if !clock.sleep_until_ns(start + self.next * self.period_ns, keep_waiting) {
+                return Ok(Next::End);
+            }
         }
         Ok(Next::Ready)
     }
