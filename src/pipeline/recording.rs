@@ -132,8 +132,8 @@ impl RecordingTap {
     pub fn finish(mut self) -> RecordingReport {
         self.tx = None;
         let (written, error) = match self.writer.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => (0, None),
+            Some(Ok((written, error))) => (written, error.map(|e| e.to_string())),
+            Some(Err(_)) => (0, Some("the writer thread panicked; the file may be incomplete".to_string())),
             None => (0, None),
         };
         let c = &self.counters;
@@ -143,7 +143,7 @@ impl RecordingTap {
             written,
             dropped: c.dropped.load(Ordering::Relaxed),
             without_mask: c.without_mask.load(Ordering::Relaxed),
-            error: error.map(|e| e.to_string()),
+            error,
         }
     }
 }
