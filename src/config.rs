@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::Pace;
-use crate::capture::simulator::SimulationSpec;
+use crate::capture::simulator::{SimulationError, SimulationSpec};
 use crate::pipeline::{ErrorPolicy, QueuePolicy};
 
 pub const DEFAULT_POOL_FRAMES: usize = 32;
@@ -262,6 +262,9 @@ impl Config {
                 format!("{} is over {MAX_TRACE_CAPACITY_EVENTS}", m.trace_capacity_events),
             ));
         }
+        if let Err(SimulationError::Setting { field, value, message }) = self.capture.simulator.validate() {
+            return Err(invalid(&format!("capture.simulator.{field}"), format!("{value}: {message}")));
+        }
         if !(1..=MAX_POOL_FRAMES).contains(&self.record.queue_frames) {
             return Err(invalid(
                 "record.queue_frames",
@@ -393,6 +396,12 @@ mod tests {
         assert_eq!(key_of(c.validate().unwrap_err()), "threshold.queue_capacity");
         let c = Config::parse("[metrics]\ndeadline_ms = -1.0\n").unwrap();
         assert_eq!(key_of(c.validate().unwrap_err()), "metrics.deadline_ms");
+    }
+
+    #[test]
+    fn simulator_settings_are_checked_with_the_rest() {
+        let c = Config::parse("[capture.simulator]\nframe_rate_hz = 0.0\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.simulator.frame_rate_hz");
     }
 
     #[test]
