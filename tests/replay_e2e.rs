@@ -122,8 +122,10 @@ fn mock_clock_replays_are_byte_identical() {
     assert!(slices.iter().all(|e| e["dur"].as_f64().unwrap() >= 0.0 && e["args"]["seq"].is_u64()));
 
     // The recording holds exactly what was replayed.
-    let (_, original) = read_all(&input).unwrap();
-    let (_, replayed) = read_all(&dir.path().join("a/replayed.mha")).unwrap();
+    let (original_header, original) = read_all(&input).unwrap();
+    let (replayed_header, replayed) = read_all(&dir.path().join("a/replayed.mha")).unwrap();
+    assert_eq!(original_header.fields, replayed_header.fields, "the source's image fields are kept");
+    assert_eq!(original_header.spacing_mm, replayed_header.spacing_mm);
     assert_eq!(original.len(), replayed.len());
     for ((m0, p0), (m1, p1)) in original.iter().zip(&replayed) {
         assert_eq!(p0, p1);

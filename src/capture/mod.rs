@@ -51,6 +51,12 @@ pub trait Source: Send {
 
     fn format(&self) -> SourceFormat;
 
+    /// Image-level facts worth keeping in a recording's header (e.g. PLUS's
+    /// `UltrasoundImageOrientation`). Called once, before the run.
+    fn image_fields(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Blocks until the next frame is due (recorded pace) or available (device). Gives up with
     /// `Next::End` as soon as `keep_waiting` turns false (the pipeline is stopping).
     fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError>;

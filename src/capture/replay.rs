@@ -97,6 +97,10 @@ impl Source for ReplaySource {
         SourceFormat { width: h.width, height: h.height, pixel_format: h.pixel_format }
     }
 
+    fn image_fields(&self) -> Vec<(String, String)> {
+        self.reader.header().fields.clone()
+    }
+
     fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError> {
         if self.next >= self.reader.frames().len() {
             if !self.looping {

@@ -48,6 +48,10 @@ impl Source for SimulatedSource {
         SourceFormat { width: spec.width_px, height: spec.height_px, pixel_format: PixelFormat::Gray8 }
     }
 
+    fn image_fields(&self) -> Vec<(String, String)> {
+        crate::capture::simulator::image_fields()
+    }
+
     fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError> {
         if self.next >= self.simulator.spec().frames {
             return Ok(Next::End);

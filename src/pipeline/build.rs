@@ -9,7 +9,7 @@ use crate::config::{ClockKind, Config, ConfigError, SourceKind};
 use crate::io::plus::labels_path;
 use crate::pipeline::clock::Clock;
 use crate::pipeline::passthrough::PassThroughStage;
-use crate::pipeline::recording::{RecordingTap, TapContent};
+use crate::pipeline::recording::{RecordingTap, TapContent, TapSettings};
 use crate::pipeline::runtime::{PipelineSpec, StageSpec};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::supervisor::Supervisor;
@@ -84,17 +84,12 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
             queue_policy: stage.queue_policy,
         })
         .collect();
+    let image_fields = source.image_fields();
     let start_tap = |path: &Path, content| {
         let r = &config.record;
-        RecordingTap::start(
-            path,
-            content,
-            format.pixel_format,
-            format.width * format.height,
-            r.queue_frames,
-            r.compress,
-        )
-        .map_err(|source| BuildError::Recording { path: path.to_path_buf(), source })
+        let settings = TapSettings { queue_frames: r.queue_frames, compress: r.compress, fields: image_fields.clone() };
+        RecordingTap::start(path, content, format.pixel_format, format.width * format.height, settings)
+            .map_err(|source| BuildError::Recording { path: path.to_path_buf(), source })
     };
     let input_tap = config.record.path.as_deref().map(|p| start_tap(p, TapContent::Image)).transpose()?;
     let mask_tap = match &config.record.path {

@@ -64,23 +64,33 @@ pub struct RecordingTap {
     path: PathBuf,
 }
 
+/// How a recording is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TapSettings {
+    /// Bounds both the writer's queue and the tap's pixel pool.
+    pub queue_frames: usize,
+    pub compress: bool,
+    /// Image-level fields for the file header (e.g. the source's `UltrasoundImageOrientation`),
+    /// so a recording keeps what its source said about the images.
+    pub fields: Vec<(String, String)>,
+}
+
 impl RecordingTap {
-    /// Starts the writer thread. `queue_frames` bounds both the queue and the tap's pixel pool.
+    /// Starts the writer thread for frames of at most `max_pixels` pixels.
     pub fn start(
         path: &Path,
         content: TapContent,
         pixel_format: PixelFormat,
         max_pixels: usize,
-        queue_frames: usize,
-        compress: bool,
+        settings: TapSettings,
     ) -> std::io::Result<Self> {
-        let queue_frames = queue_frames.max(1);
+        let queue_frames = settings.queue_frames.max(1);
         let pool = PixelPool::new(pixel_format, max_pixels, queue_frames);
         let (tx, rx) = crossbeam_channel::bounded::<Item>(queue_frames);
         let target = path.to_path_buf();
         let writer = std::thread::Builder::new()
             .name(format!("record-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
-            .spawn(move || write_all(&target, rx, compress))?;
+            .spawn(move || write_all(&target, rx, settings))?;
         Ok(RecordingTap {
             content,
             pool,
@@ -160,7 +170,11 @@ impl Drop for RecordingTap {
 
 /// Writer thread: writes frames until the queue closes, then finishes the file. After a write
 /// error it keeps draining (so the live path's buffers come back) and reports the first error.
-fn write_all(path: &Path, rx: crossbeam_channel::Receiver<Item>, compress: bool) -> (u64, Option<SequenceError>) {
+fn write_all(
+    path: &Path,
+    rx: crossbeam_channel::Receiver<Item>,
+    settings: TapSettings,
+) -> (u64, Option<SequenceError>) {
     let mut writer: Option<SequenceWriter> = None;
     let mut written = 0u64;
     let mut error = None;
@@ -174,8 +188,8 @@ fn write_all(path: &Path, rx: crossbeam_channel::Receiver<Item>, compress: bool)
                 height: item.height,
                 pixel_format: item.pixels.data().format(),
                 spacing_mm: item.spacing_mm,
-                compress,
-                fields: Vec::new(),
+                compress: settings.compress,
+                fields: settings.fields.clone(),
             };
             match SequenceWriter::create(path, spec) {
                 Ok(w) => writer = Some(w),
@@ -219,7 +233,12 @@ mod tests {
     fn a_writer_that_falls_behind_costs_counted_frames_not_waiting() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rec.mha");
-        let tap = RecordingTap::start(&path, TapContent::Image, PixelFormat::Gray8, 8, 1, false).unwrap();
+        let settings = TapSettings {
+            queue_frames: 1,
+            compress: false,
+            fields: vec![("Kinds".into(), "domain domain list".into())],
+        };
+        let tap = RecordingTap::start(&path, TapContent::Image, PixelFormat::Gray8, 8, settings).unwrap();
         let pool = PixelPool::new(PixelFormat::Gray8, 8, 1);
         for seq in 0..500 {
             tap.offer(&frame(&pool, seq));
@@ -236,8 +255,9 @@ mod tests {
     #[test]
     fn frames_without_a_mask_are_counted() {
         let dir = tempfile::tempdir().unwrap();
+        let settings = TapSettings { queue_frames: 4, compress: true, fields: vec![] };
         let tap =
-            RecordingTap::start(&dir.path().join("m.mha"), TapContent::Mask, PixelFormat::Gray8, 8, 4, true).unwrap();
+            RecordingTap::start(&dir.path().join("m.mha"), TapContent::Mask, PixelFormat::Gray8, 8, settings).unwrap();
         let pool = PixelPool::new(PixelFormat::Gray8, 8, 1);
         tap.offer(&frame(&pool, 0));
         let report = tap.finish();

@@ -40,7 +40,7 @@ pub fn write_simulation(
         pixel_format: PixelFormat::Gray8,
         spacing_mm: [spec.spacing_mm, spec.spacing_mm],
         compress: true,
-        fields: vec![("UltrasoundImageOrientation".into(), "MF".into())],
+        fields: super::image_fields(),
     };
     let labels_out = labels_path(out);
     let mut images = SequenceWriter::create(out, sequence.clone())?;

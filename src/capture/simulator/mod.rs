@@ -112,6 +112,12 @@ impl SimulationSpec {
 /// Names of the transforms each frame carries, in the order [`SimulatedPose::transforms`] gives.
 pub const TRANSFORM_NAMES: [&str; 3] = ["ProbeToTracker", "ReferenceToTracker", "StylusToTracker"];
 
+/// Header fields of simulated sequences: columns run across the probe face (M), rows down in
+/// depth (F), as PLUS names a B-mode image's orientation.
+pub fn image_fields() -> Vec<(String, String)> {
+    vec![("UltrasoundImageOrientation".into(), "MF".into())]
+}
+
 /// Tracker poses and time of one frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimulatedPose {
