@@ -4,6 +4,7 @@
 //! then the environment), and every error names the section and key to fix. `configs/README.md`
 //! documents every key; keep the two in step.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -206,6 +207,19 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
+/// Checks that `key`'s `value` lies in `range`.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} is outside {}..={}", range.start(), range.end())))
+    }
+}
+
 impl Config {
     /// Reads and parses a TOML file (unknown keys are errors); does not validate.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -238,40 +252,20 @@ impl Config {
 
     fn check_ranges(&self) -> Result<(), ConfigError> {
         let p = &self.pipeline;
-        if !(2..=MAX_POOL_FRAMES).contains(&p.pool_frames) {
-            return Err(invalid("pipeline.pool_frames", format!("{} is outside 2..={MAX_POOL_FRAMES}", p.pool_frames)));
-        }
-        if p.max_restarts > 100 {
-            return Err(invalid("pipeline.max_restarts", format!("{} is over 100", p.max_restarts)));
-        }
+        in_range("pipeline.pool_frames", p.pool_frames, 2..=MAX_POOL_FRAMES)?;
+        in_range("pipeline.max_restarts", p.max_restarts, 0..=100)?;
         for (name, stage) in self.stages() {
-            if !(1..=MAX_QUEUE_CAPACITY).contains(&stage.queue_capacity) {
-                return Err(invalid(
-                    &format!("{name}.queue_capacity"),
-                    format!("{} is outside 1..={MAX_QUEUE_CAPACITY}", stage.queue_capacity),
-                ));
-            }
+            in_range(&format!("{name}.queue_capacity"), stage.queue_capacity, 1..=MAX_QUEUE_CAPACITY)?;
         }
         let m = &self.metrics;
         if !(m.deadline_ms.is_finite() && m.deadline_ms > 0.0) {
             return Err(invalid("metrics.deadline_ms", format!("{} must be a positive number of ms", m.deadline_ms)));
         }
-        if m.trace_capacity_events > MAX_TRACE_CAPACITY_EVENTS {
-            return Err(invalid(
-                "metrics.trace_capacity_events",
-                format!("{} is over {MAX_TRACE_CAPACITY_EVENTS}", m.trace_capacity_events),
-            ));
-        }
+        in_range("metrics.trace_capacity_events", m.trace_capacity_events, 0..=MAX_TRACE_CAPACITY_EVENTS)?;
         if let Err(SimulationError::Setting { field, value, message }) = self.capture.simulator.validate() {
             return Err(invalid(&format!("capture.simulator.{field}"), format!("{value}: {message}")));
         }
-        if !(1..=MAX_POOL_FRAMES).contains(&self.record.queue_frames) {
-            return Err(invalid(
-                "record.queue_frames",
-                format!("{} is outside 1..={MAX_POOL_FRAMES}", self.record.queue_frames),
-            ));
-        }
-        Ok(())
+        in_range("record.queue_frames", self.record.queue_frames, 1..=MAX_POOL_FRAMES)
     }
 
     /// Frames that can be in flight at once: one per queue slot and stage, plus the one being

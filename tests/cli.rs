@@ -9,6 +9,23 @@ fn sonoflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sonoflow")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
 }
 
+/// `sonoflow run` with the replay config on `input`, writing the report to `report`.
+fn replay(input: &std::path::Path, report: &std::path::Path) -> Output {
+    sonoflow(&[
+        "run",
+        "--config",
+        "configs/replay.toml",
+        "--input",
+        input.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ])
+}
+
+fn read_report(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -19,18 +36,10 @@ fn replays_the_spine_phantom_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
     let input = data.join("SpinePhantomFreehand.igs.mha");
-    let o = sonoflow(&[
-        "run",
-        "--config",
-        "configs/replay.toml",
-        "--input",
-        input.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let o = replay(&input, &report);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("sonoflow: 21 frames in, 21 out, 0 dropped"), "{}", stderr(&o));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = read_report(&report);
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["frames_out"], 21);
     assert_eq!(r["stop_reason"], "end-of-input");
@@ -90,18 +99,10 @@ fn a_truncated_recording_stops_cleanly_with_an_input_error() {
     let truncated = dir.path().join("truncated.mha");
     std::fs::write(&truncated, &bytes[..bytes.len() * 3 / 4]).unwrap();
     let report = dir.path().join("r.json");
-    let o = sonoflow(&[
-        "run",
-        "--config",
-        "configs/replay.toml",
-        "--input",
-        truncated.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let o = replay(&truncated, &report);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("truncated.mha"), "{}", stderr(&o));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = read_report(&report);
     assert_eq!(r["stop_reason"], "source-error");
     let out = r["frames_out"].as_u64().unwrap();
     assert!(out > 0 && out < 20, "the frames before the damage were processed: {out}");
@@ -147,7 +148,7 @@ fn ctrl_c_shuts_down_cleanly_and_still_writes_the_report() {
     assert!(killed.success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = read_report(&report);
     assert_eq!(r["stop_reason"], "interrupted");
     assert!(r["frames_out"].as_u64().unwrap() > 0);
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{SimulationError, SimulationSpec, Simulator, TRANSFORM_NAMES};
 use crate::frame::{NamedTransform, PixelData, PixelFormat};
 pub use crate::io::plus::labels_path;
+use crate::io::plus::split_name;
 use crate::io::{SequenceSpec, SequenceWriter};
 
 pub struct SimulationOutputs {
@@ -18,8 +19,7 @@ pub struct SimulationOutputs {
 
 /// `sweep.mha` → `sweep.truth.json`.
 pub fn truth_path(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let stem = name.split('.').next().unwrap_or("sweep");
+    let (stem, _) = split_name(out);
     out.with_file_name(format!("{stem}.truth.json"))
 }
 

@@ -49,22 +49,11 @@ mod tests {
 
     #[test]
     fn streams_repeat_for_the_same_seed_and_frame_only() {
-        let a: Vec<u64> = {
-            let mut s = Stream::new(1, 5);
-            (0..4).map(|_| s.next_u64()).collect()
+        let first4 = |seed, frame| {
+            let mut s = Stream::new(seed, frame);
+            (0..4).map(|_| s.next_u64()).collect::<Vec<u64>>()
         };
-        let b: Vec<u64> = {
-            let mut s = Stream::new(1, 5);
-            (0..4).map(|_| s.next_u64()).collect()
-        };
-        let c: Vec<u64> = {
-            let mut s = Stream::new(1, 6);
-            (0..4).map(|_| s.next_u64()).collect()
-        };
-        let d: Vec<u64> = {
-            let mut s = Stream::new(2, 5);
-            (0..4).map(|_| s.next_u64()).collect()
-        };
+        let (a, b, c, d) = (first4(1, 5), first4(1, 5), first4(1, 6), first4(2, 5));
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

@@ -61,13 +61,20 @@ pub struct SequenceSummary {
     pub bytes: u64,
 }
 
+/// A file name split at its first dot: `sweep.seq.nrrd` → (`sweep`, `.seq.nrrd`), so companion
+/// files keep compound extensions intact.
+pub fn split_name(path: &Path) -> (String, String) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match name.find('.') {
+        Some(dot) => (name[..dot].to_string(), name[dot..].to_string()),
+        None => (name, String::new()),
+    }
+}
+
 /// Where the label masks that go with a sequence live: `sweep.mha` → `sweep.labels.mha`.
 pub fn labels_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (stem, ext) = match name.find('.') {
-        Some(dot) => (&name[..dot], &name[dot..]),
-        None => (name.as_str(), ".mha"),
-    };
+    let (stem, ext) = split_name(path);
+    let ext = if ext.is_empty() { ".mha".to_string() } else { ext };
     path.with_file_name(format!("{stem}.labels{ext}"))
 }
 

@@ -152,10 +152,6 @@ impl SequenceWriter {
         Ok(())
     }
 
-    pub fn frames_written(&self) -> usize {
-        self.frames
-    }
-
     /// Completes the file and moves it into place.
     pub fn finish(mut self) -> Result<SequenceSummary, SequenceError> {
         let io = |path: &Path| {
