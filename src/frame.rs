@@ -382,6 +382,9 @@ pub struct Frame {
     /// Optional label mask of the same size as the image (0 = background), from the segmentation
     /// stages or, in simulations, the ground truth.
     pub mask: Option<PooledPixels>,
+    /// How far the mask can be trusted (0–1; the segmentation's predicted IoU); None when it is
+    /// not rated (ground truth, or no segmentation stage).
+    pub mask_confidence: Option<f32>,
     pub stamps: StageStamps,
 }
 
@@ -396,6 +399,7 @@ impl Frame {
             image: Image { width: 0, height: 0, spacing_mm: [1.0, 1.0], pixels },
             transforms: TransformSet::default(),
             mask: None,
+            mask_confidence: None,
             stamps: StageStamps::default(),
         }
     }

@@ -5,5 +5,7 @@
 pub mod capture;
 pub mod config;
 pub mod frame;
+pub mod geometry;
+pub mod haptics;
 pub mod io;
 pub mod pipeline;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -57,6 +57,8 @@ pub const MAX_RECORDED_FAULTS: usize = 256;
 #[derive(Debug, Default)]
 struct Shared {
     reason: AtomicU8,
+    /// Faults so far, readable without the lock (the haptics loop checks it every tick).
+    fault_count: AtomicU64,
     faults: Mutex<(Vec<Fault>, u64)>,
 }
 
@@ -92,11 +94,17 @@ impl Supervisor {
 
     pub fn record_fault(&self, fault: Fault) {
         tracing::warn!(stage = %fault.stage, seq = fault.seq, action = %fault.action, "stage error: {}", fault.error);
+        self.shared.fault_count.fetch_add(1, Ordering::AcqRel);
         let mut faults = self.shared.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         faults.1 += 1;
         if faults.0.len() < MAX_RECORDED_FAULTS {
             faults.0.push(fault);
         }
+    }
+
+    /// Faults recorded so far; lock-free.
+    pub fn fault_count(&self) -> u64 {
+        self.shared.fault_count.load(Ordering::Acquire)
     }
 
     /// The recorded faults and the total count.

@@ -1,70 +1,8 @@
-//! Rigid transforms and the phantom's shapes, in millimetres.
+//! The phantom's shapes, in millimetres.
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::Matrix4;
-
-pub type Vec3 = [f64; 3];
-
-pub fn mat_mul(a: &Matrix4, b: &Matrix4) -> Matrix4 {
-    let mut m = [0.0; 16];
-    for r in 0..4 {
-        for c in 0..4 {
-            m[r * 4 + c] = (0..4).map(|k| a[r * 4 + k] * b[k * 4 + c]).sum();
-        }
-    }
-    m
-}
-
-/// Applies a homogeneous matrix to a point.
-pub fn apply(m: &Matrix4, p: Vec3) -> Vec3 {
-    [0, 1, 2].map(|r| m[r * 4] * p[0] + m[r * 4 + 1] * p[1] + m[r * 4 + 2] * p[2] + m[r * 4 + 3])
-}
-
-/// Inverse of a rigid transform (rotation + translation).
-pub fn rigid_inverse(m: &Matrix4) -> Matrix4 {
-    let mut inv = [0.0; 16];
-    for r in 0..3 {
-        for c in 0..3 {
-            inv[r * 4 + c] = m[c * 4 + r];
-        }
-        inv[r * 4 + 3] = -(0..3).map(|k| m[k * 4 + r] * m[k * 4 + 3]).sum::<f64>();
-    }
-    inv[15] = 1.0;
-    inv
-}
-
-/// Rotation about x, y or z (angle in radians) followed by a translation.
-pub fn rigid(axis: usize, angle: f64, t: Vec3) -> Matrix4 {
-    let (s, c) = angle.sin_cos();
-    let mut m = crate::frame::IDENTITY;
-    let (i, j) = match axis {
-        0 => (1, 2),
-        1 => (2, 0),
-        _ => (0, 1),
-    };
-    m[i * 4 + i] = c;
-    m[i * 4 + j] = -s;
-    m[j * 4 + i] = s;
-    m[j * 4 + j] = c;
-    m[3] = t[0];
-    m[7] = t[1];
-    m[11] = t[2];
-    m
-}
-
-pub fn sub(a: Vec3, b: Vec3) -> Vec3 {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-pub fn dot(a: Vec3, b: Vec3) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-
-pub fn normalize(a: Vec3) -> Vec3 {
-    let n = dot(a, a).sqrt();
-    [a[0] / n, a[1] / n, a[2] / n]
-}
+pub use crate::geometry::{Vec3, apply, dot, mat_mul, normalize, rigid, rigid_inverse, sub};
 
 /// An ellipsoid: centre, semi-axes, and a rotation about the elevation (y) axis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,232 @@
+//! Haptics stage: turns each frame's tool pose and segmentation into a force target for the
+//! 1 kHz force thread, and passes the frame on.
+//!
+//! Input: a frame with the tool's tracked transform (`tool_transform`, e.g. `StylusToReference`,
+//! resolved through whatever chain the frame carries) and either a label volume published to the
+//! [`VolumeSlot`] or the frame's mask placed by `ImageTo<Frame>`. Output: the frame, unchanged;
+//! the force goes to the [`TargetSlot`]. Config: `[haptics]` (see [`HapticsSettings`]).
+//! Latency budget: 1 ms (one pass over the mask when there is no volume; a few µs otherwise).
+//!
+//! Missing data is not an error here: an occluded tool or a lost segmentation becomes a target
+//! that holds the device in its safe state, and the pipeline goes on. Only a device that cannot
+//! be opened at start-up is an error (and haptics errors always safe-stop the pipeline).
+
+use std::sync::{Arc, Mutex};
+
+use crossbeam_queue::ArrayQueue;
+use serde::Serialize;
+
+use super::driver::{Driver, DriverReport, DriverSettings, TargetSlot};
+use super::field::{FieldSample, PlaneGeometry, VolumeField, nearest_in_plane};
+use super::force::{FixtureGains, fixture_force};
+use super::link::{Link, SerialConnector};
+use super::rate_loop::{ForceTarget, SafeReason};
+use super::settings::HapticsSettings;
+use crate::frame::Frame;
+use crate::geometry::{Vec3, apply, norm, resolve, scale, sub};
+use crate::pipeline::stage::{Outcome, Stage, StageError};
+use crate::pipeline::supervisor::Supervisor;
+
+/// Velocities from frames further apart than this are not trusted (a gap in tracking).
+const MAX_VELOCITY_GAP_S: f64 = 0.2;
+/// How long a serial write may wait: a quarter of the 1 ms period.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// Where the reconstruction publishes the signed distance field of its latest label volume.
+/// Holds one; the stage takes the newest at its next frame.
+#[derive(Clone)]
+pub struct VolumeSlot(Arc<ArrayQueue<Arc<VolumeField>>>);
+
+impl Default for VolumeSlot {
+    fn default() -> Self {
+        VolumeSlot(Arc::new(ArrayQueue::new(1)))
+    }
+}
+
+impl VolumeSlot {
+    pub fn publish(&self, field: Arc<VolumeField>) {
+        self.0.force_push(field);
+    }
+}
+
+/// What the stage saw, for the run report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HapticsReport {
+    /// The serial port, or None for a dry run (forces computed, nothing sent).
+    pub port: Option<String>,
+    pub frames: u64,
+    /// Frames whose target pushed (non-zero force).
+    pub frames_with_force: u64,
+    /// Frames whose target held the device safe, by reason.
+    pub holds: Vec<(SafeReason, u64)>,
+    /// Closest approach of the tip to the structure, mm.
+    pub min_distance_mm: Option<f64>,
+    /// Frames whose distance came from a label volume rather than the frame's mask.
+    pub frames_from_volume: u64,
+    pub driver: Option<DriverReport>,
+}
+
+/// Filled in when the stage stops; the CLI puts it in the run report.
+pub type HapticsReportSlot = Arc<Mutex<Option<HapticsReport>>>;
+
+pub struct HapticsStage {
+    gains: FixtureGains,
+    tool_frame: String,
+    reference_frame: String,
+    tip_offset_mm: Vec3,
+    structure: [bool; 256],
+    targets: TargetSlot,
+    volumes: VolumeSlot,
+    volume: Option<Arc<VolumeField>>,
+    supervisor: Supervisor,
+    previous_tip: Option<(Vec3, f64)>,
+    driver: Option<Driver>,
+    report: HapticsReport,
+    hold_counts: [u64; SafeReason::ALL.len()],
+    report_slot: HapticsReportSlot,
+}
+
+impl HapticsStage {
+    /// Builds the stage; with a port configured, opens it and starts the force thread (a port
+    /// that cannot be opened is an error naming it).
+    pub fn new(
+        settings: &HapticsSettings,
+        supervisor: Supervisor,
+        volumes: VolumeSlot,
+        report_slot: HapticsReportSlot,
+    ) -> Result<Self, StageError> {
+        let (tool, reference) = settings
+            .split_tool_transform()
+            .ok_or_else(|| StageError::Failed(format!("haptics.tool_transform \"{}\"", settings.tool_transform)))?;
+        let targets = TargetSlot::default();
+        let driver = match &settings.port {
+            None => None,
+            Some(path) => Some(start_driver(settings, path, targets.clone(), supervisor.clone())?),
+        };
+        Ok(HapticsStage {
+            gains: settings.gains(),
+            tool_frame: tool.to_string(),
+            reference_frame: reference.to_string(),
+            tip_offset_mm: settings.tip_offset_mm,
+            structure: settings.structure_table(),
+            targets,
+            volumes,
+            volume: None,
+            supervisor,
+            previous_tip: None,
+            driver,
+            report: HapticsReport { port: settings.port.clone(), ..Default::default() },
+            hold_counts: [0; SafeReason::ALL.len()],
+            report_slot,
+        })
+    }
+
+    /// The distance to the structure at `tip`, or why there is none.
+    fn sample(&mut self, frame: &Frame, tip: Vec3) -> Result<FieldSample, SafeReason> {
+        if let Some(volume) = &self.volume {
+            self.report.frames_from_volume += 1;
+            return Ok(volume.sample(tip));
+        }
+        let mask = frame.mask.as_ref().ok_or(SafeReason::SegmentationLost)?;
+        let crate::frame::PixelData::Gray8(labels) = mask.data() else {
+            return Err(SafeReason::SegmentationLost);
+        };
+        let image_to_reference = resolve(&frame.transforms, "Image", &self.reference_frame)
+            .map_err(|_| SafeReason::SegmentationLost)?;
+        let plane = PlaneGeometry::from_image_to_reference(&image_to_reference);
+        let (w, h) = (frame.image.width, frame.image.height);
+        let structure = &self.structure;
+        nearest_in_plane(&plane, &labels[..w * h], w, h, |l| structure[l as usize], tip)
+            .ok_or(SafeReason::SegmentationLost)
+    }
+
+    /// The target for this frame.
+    fn target(&mut self, frame: &Frame) -> ForceTarget {
+        let mut target =
+            ForceTarget { image_seq: frame.seq, faults_seen: self.supervisor.fault_count(), ..Default::default() };
+        let tip = match resolve(&frame.transforms, &self.tool_frame, &self.reference_frame) {
+            Ok(tool_to_reference) => apply(&tool_to_reference, self.tip_offset_mm),
+            Err(_) => {
+                self.previous_tip = None;
+                target.hold = Some(SafeReason::ToolNotTracked);
+                return target;
+            }
+        };
+        let velocity = match self.previous_tip {
+            Some((p, t)) if (frame.capture_time_s - t) > 0.0 && (frame.capture_time_s - t) < MAX_VELOCITY_GAP_S => {
+                scale(sub(tip, p), 1.0 / (frame.capture_time_s - t))
+            }
+            _ => [0.0; 3],
+        };
+        self.previous_tip = Some((tip, frame.capture_time_s));
+        let sample = match self.sample(frame, tip) {
+            Ok(s) => s,
+            Err(reason) => {
+                target.hold = Some(reason);
+                return target;
+            }
+        };
+        let d = self.report.min_distance_mm.get_or_insert(sample.distance_mm);
+        *d = d.min(sample.distance_mm);
+        let confidence = frame.mask_confidence.map_or(1.0, f64::from);
+        let force = fixture_force(&self.gains, &sample, velocity, confidence);
+        target.force_n = force.force_n;
+        target.low_confidence = force.low_confidence;
+        target
+    }
+}
+
+fn start_driver(
+    settings: &HapticsSettings,
+    path: &str,
+    targets: TargetSlot,
+    supervisor: Supervisor,
+) -> Result<Driver, StageError> {
+    let ms = |v: f64| (v * 1e6) as u64;
+    let connector = SerialConnector { path: path.to_string(), baud_rate: settings.baud_rate, write_timeout: WRITE_TIMEOUT };
+    let mut link = Link::new(
+        Box::new(connector),
+        ms(settings.heartbeat_timeout_ms),
+        (ms(settings.reconnect_min_ms), ms(settings.reconnect_max_ms)),
+    );
+    link.connect_now(0).map_err(|e| StageError::Device(format!("cannot open haptics port {path}: {e}")))?;
+    let driver_settings = DriverSettings {
+        period_ns: settings.period_ns(),
+        watchdog_ns: ms(settings.watchdog_ms),
+        max_slew_n_per_s: settings.max_slew_n_per_s,
+        shutdown_frames: settings.shutdown_frames,
+    };
+    Driver::start(driver_settings, link, targets, supervisor)
+        .map_err(|e| StageError::Device(format!("cannot start the haptics force thread: {e}")))
+}
+
+impl Stage for HapticsStage {
+    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+        if let Some(newer) = self.volumes.0.pop() {
+            self.volume = Some(newer);
+        }
+        let target = self.target(&input);
+        self.report.frames += 1;
+        match target.hold {
+            Some(r) => self.hold_counts[SafeReason::ALL.iter().position(|&x| x == r).unwrap_or(0)] += 1,
+            None => self.report.frames_with_force += u64::from(norm(target.force_n) > 0.0),
+        }
+        self.targets.put(target);
+        *output = Some(input);
+        Ok(Outcome::Emitted)
+    }
+
+    fn stop(&mut self) {
+        let driver = self.driver.as_mut().and_then(Driver::stop);
+        let mut report = self.report.clone();
+        report.holds = SafeReason::ALL.iter().copied().zip(self.hold_counts).filter(|(_, n)| *n > 0).collect();
+        if driver.is_some() {
+            report.driver = driver;
+        }
+        let mut slot = self.report_slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A second stop (after a restart) must not erase the first one's measurements.
+        if slot.as_ref().is_none_or(|r| r.driver.is_none() || report.driver.is_some()) {
+            *slot = Some(report);
+        }
+    }
+}
