@@ -7,10 +7,12 @@
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::capture::Pace;
 use crate::capture::simulator::{SimulationError, SimulationSpec};
+use crate::haptics::HapticsSettings;
 use crate::pipeline::{ErrorPolicy, QueuePolicy};
 
 pub const DEFAULT_POOL_FRAMES: usize = 32;
@@ -34,7 +36,7 @@ pub struct Config {
     pub segment: StageConfig,
     pub threshold: StageConfig,
     pub reconstruct: StageConfig,
-    pub haptics: StageConfig,
+    pub haptics: StageSection<HapticsSettings>,
     pub record: RecordConfig,
     pub metrics: MetricsConfig,
 }
@@ -133,6 +135,60 @@ impl Default for StageConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_policy: QueuePolicy::DropOldest,
         }
+    }
+}
+
+/// The keys of [`StageConfig`]; in a stage section with its own settings, these go to the
+/// common part and every other key to the stage's settings.
+const STAGE_KEYS: [&str; 4] = ["enabled", "on_error", "queue_capacity", "queue_policy"];
+
+/// A stage section with settings of its own (e.g. `[haptics]`): the keys every stage has plus
+/// the stage's, side by side in one TOML table, unknown keys still refused. (serde's `flatten`
+/// cannot be combined with `deny_unknown_fields`, hence the split by hand.)
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageSection<S> {
+    pub stage: StageConfig,
+    pub settings: S,
+}
+
+impl<S> std::ops::Deref for StageSection<S> {
+    type Target = StageConfig;
+    fn deref(&self) -> &StageConfig {
+        &self.stage
+    }
+}
+
+impl<S> std::ops::DerefMut for StageSection<S> {
+    fn deref_mut(&mut self) -> &mut StageConfig {
+        &mut self.stage
+    }
+}
+
+impl<'de, S: DeserializeOwned> Deserialize<'de> for StageSection<S> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut own = toml::Table::deserialize(deserializer)?;
+        let mut common = toml::Table::new();
+        for key in STAGE_KEYS {
+            if let Some(value) = own.remove(key) {
+                common.insert(key.to_string(), value);
+            }
+        }
+        let stage = toml::Value::Table(common).try_into().map_err(D::Error::custom)?;
+        let settings = toml::Value::Table(own).try_into().map_err(D::Error::custom)?;
+        Ok(StageSection { stage, settings })
+    }
+}
+
+impl<S: Serialize> Serialize for StageSection<S> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        #[derive(Serialize)]
+        struct Flat<'a, S> {
+            #[serde(flatten)]
+            stage: &'a StageConfig,
+            #[serde(flatten)]
+            settings: &'a S,
+        }
+        Flat { stage: &self.stage, settings: &self.settings }.serialize(serializer)
     }
 }
 
@@ -239,7 +295,7 @@ impl Config {
             ("segment", &self.segment),
             ("threshold", &self.threshold),
             ("reconstruct", &self.reconstruct),
-            ("haptics", &self.haptics),
+            ("haptics", &self.haptics.stage),
         ]
     }
 
@@ -264,6 +320,9 @@ impl Config {
         in_range("metrics.trace_capacity_events", m.trace_capacity_events, 0..=MAX_TRACE_CAPACITY_EVENTS)?;
         if let Err(SimulationError::Setting { field, value, message }) = self.capture.simulator.validate() {
             return Err(invalid(&format!("capture.simulator.{field}"), format!("{value}: {message}")));
+        }
+        if let Err(e) = self.haptics.settings.validate() {
+            return Err(invalid(&format!("haptics.{}", e.key), e.message));
         }
         in_range("record.queue_frames", self.record.queue_frames, 1..=MAX_POOL_FRAMES)
     }
@@ -396,6 +455,29 @@ mod tests {
     fn simulator_settings_are_checked_with_the_rest() {
         let c = Config::parse("[capture.simulator]\nframe_rate_hz = 0.0\n").unwrap();
         assert_eq!(key_of(c.validate().unwrap_err()), "capture.simulator.frame_rate_hz");
+    }
+
+    #[test]
+    fn haptics_section_mixes_stage_keys_and_its_own() {
+        let c = Config::parse("[haptics]\nqueue_capacity = 2\nmargin_mm = 3.5\nport = \"/dev/ttyACM0\"\n").unwrap();
+        assert_eq!(c.haptics.queue_capacity, 2);
+        assert_eq!(c.haptics.settings.margin_mm, 3.5);
+        assert_eq!(c.haptics.settings.port.as_deref(), Some("/dev/ttyACM0"));
+        let err = Config::parse("[haptics]\nmargin = 3.5\n").unwrap_err();
+        assert!(err.contains("margin"), "{err}");
+        let c = Config::parse("[haptics]\nport = \"/dev/ttyUSB0\"\nbaud_rate = 115200\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "haptics.baud_rate");
+    }
+
+    #[test]
+    fn stage_keys_list_every_stage_config_field() {
+        let value = toml::Value::try_from(StageConfig { on_error: Some(ErrorPolicy::DropFrame), ..Default::default() })
+            .unwrap();
+        let mut keys: Vec<_> = value.as_table().unwrap().keys().cloned().collect();
+        keys.sort();
+        let mut expected = STAGE_KEYS.map(String::from).to_vec();
+        expected.sort();
+        assert_eq!(keys, expected);
     }
 
     #[test]

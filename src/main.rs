@@ -10,8 +10,24 @@ fn main() -> std::process::ExitCode {
     match cli::dispatch(args.command) {
         Ok(code) => code.into(),
         Err(failure) => {
-            eprintln!("sonoflow: error: {:#}", failure.error);
+            eprintln!("sonoflow: error: {}", describe(&failure.error));
             failure.code.into()
         }
     }
+}
+
+/// The error and its causes, each once: many of our errors already quote their cause in their
+/// own message, and repeating it would double the line.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }

@@ -14,7 +14,7 @@ pub struct SimulatedSource {
     pace: Pace,
     next: usize,
     masks: PixelPool,
-    names: [Arc<str>; 3],
+    names: [Arc<str>; TRANSFORM_NAMES.len()],
     /// Labels land here when no mask buffer is free (the frame then goes without a mask).
     spare_labels: Vec<u8>,
     start_ns: Option<u64>,

@@ -40,7 +40,8 @@ fn cache_dir() -> PathBuf {
 
 pub fn execute(args: DemoArgs) -> Result<Exit, Failure> {
     let dir = args.dir.unwrap_or_else(cache_dir);
-    let sweep = dir.join(format!("demo-seed{}-{}frames.mha", args.seed, args.frames));
+    // The name carries the simulator's file version: sweeps of older builds are not reused.
+    let sweep = dir.join(format!("demo-v2-seed{}-{}frames.mha", args.seed, args.frames));
     if sweep.is_file() {
         eprintln!("sonoflow: using the simulated sweep {}", sweep.display());
     } else {
@@ -50,6 +51,8 @@ pub fn execute(args: DemoArgs) -> Result<Exit, Failure> {
     let mut config = Config::parse(DEMO_CONFIG)
         .map_err(|e| Failure::new(Exit::Internal, anyhow::anyhow!("built-in demo config: {e}")))?;
     config.capture.kind = SourceKind::Replay;
+    // Until the segment stage lands, the simulator's ground-truth labels stand in for its masks.
+    config.capture.labels_path = Some(sonoflow::io::plus::labels_path(&sweep));
     config.capture.path = Some(sweep);
     config.metrics.report_path = Some(dir.join("demo-report.json"));
     if let Some(pace) = args.pace {

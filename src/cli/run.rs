@@ -9,6 +9,8 @@ use sonoflow::capture::Pace;
 use sonoflow::config::{Config, SourceKind};
 use sonoflow::pipeline::build::{BuildError, pipeline_from_config};
 use sonoflow::pipeline::report::write_chrome_trace;
+use sonoflow::pipeline::runtime::PipelineError;
+use sonoflow::pipeline::stage::StageError;
 use sonoflow::pipeline::{StopReason, Supervisor, run};
 
 use super::{Exit, Failure};
@@ -83,7 +85,14 @@ pub fn run_config(config: &Config, print_table: bool) -> Result<Exit, Failure> {
     // Only one handler per process; a second run in the same process keeps the first.
     let _ = ctrlc::set_handler(move || on_interrupt.request_stop(StopReason::Interrupted));
 
-    let result = run(spec).map_err(|e| Failure::new(Exit::Internal, e))?;
+    let result = run(spec).map_err(|e| {
+        // A device that cannot be opened is a failed device, like an unreadable input.
+        let code = match &e {
+            PipelineError::StageBuild { source: StageError::Device(_), .. } => Exit::Input,
+            _ => Exit::Internal,
+        };
+        Failure::new(code, e)
+    })?;
     let report = &result.report;
     if let Some(path) = &config.metrics.report_path {
         report

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::capture::{CaptureError, ReplaySource, SimulatedSource, Source};
 use crate::config::{ClockKind, Config, ConfigError, SourceKind};
+use crate::haptics::{HapticsReportSlot, HapticsStage, VolumeSlot};
 use crate::io::plus::labels_path;
 use crate::pipeline::clock::Clock;
 use crate::pipeline::passthrough::PassThroughStage;
@@ -71,14 +72,27 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         }
         .into());
     }
+    let haptics_report = HapticsReportSlot::default();
+    let haptics_factory = {
+        let (settings, supervisor) = (config.haptics.settings.clone(), supervisor.clone());
+        let (volumes, slot) = (VolumeSlot::default(), haptics_report.clone());
+        move || {
+            HapticsStage::new(&settings, supervisor.clone(), volumes.clone(), slot.clone())
+                .map(|s| Box::new(s) as Box<dyn Stage>)
+        }
+    };
+    let mut haptics_factory = Some(haptics_factory);
     let stages = config
         .stages()
         .into_iter()
         .filter(|(_, stage)| stage.enabled)
         .map(|(name, stage)| StageSpec {
             name: name.to_string(),
-            // Placeholders until the real stages land; each later replaces its own line here.
-            factory: Box::new(|| Ok(Box::new(PassThroughStage) as Box<dyn Stage>)),
+            factory: match name {
+                "haptics" => Box::new(haptics_factory.take().expect("one haptics stage")),
+                // Placeholders until the real stages land; each later replaces its own line here.
+                _ => Box::new(|| Ok(Box::new(PassThroughStage) as Box<dyn Stage>)),
+            },
             on_error: stage.error_policy(name),
             queue_capacity: stage.queue_capacity,
             queue_policy: stage.queue_policy,
@@ -111,5 +125,6 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         input_tap,
         mask_tap,
         supervisor,
+        haptics_report: config.haptics.enabled.then_some(haptics_report),
     })
 }

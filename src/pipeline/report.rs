@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::haptics::HapticsReport;
 use crate::pipeline::metrics::LatencySummary;
 use crate::pipeline::queue::QueuePolicy;
 use crate::pipeline::recording::RecordingReport;
@@ -90,6 +91,9 @@ pub struct Report {
     pub recordings: Vec<RecordingReport>,
     pub fault_count: u64,
     pub faults: Vec<Fault>,
+    /// The force-feedback stage's measurements, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub haptics: Option<HapticsReport>,
 }
 
 impl Report {
@@ -125,6 +129,7 @@ impl Report {
             recordings,
             fault_count,
             faults,
+            haptics: None,
         }
     }
 

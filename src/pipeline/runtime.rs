@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::capture::{Next, Source};
+use crate::haptics::HapticsReportSlot;
 use crate::frame::{Frame, PixelPool};
 use crate::pipeline::clock::Clock;
 use crate::pipeline::metrics::LatencyRecorder;
@@ -51,6 +52,8 @@ pub struct PipelineSpec {
     /// Records the label mask of every frame that reaches the end.
     pub mask_tap: Option<RecordingTap>,
     pub supervisor: Supervisor,
+    /// Filled by the haptics stage when it stops; copied into the report.
+    pub haptics_report: Option<HapticsReportSlot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +126,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         input_tap,
         mask_tap,
         supervisor,
+        haptics_report,
     } = spec;
     if stages.len() + 1 > crate::frame::MAX_STAGES {
         return Err(PipelineError::TooManyStages { max: crate::frame::MAX_STAGES - 1, got: stages.len() });
@@ -257,7 +261,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
     }
     tracing::info!(reason = ?supervisor.reason(), "pipeline stopped");
     let (faults, fault_count) = supervisor.faults();
-    let report = Report::assemble(
+    let mut report = Report::assemble(
         source_name,
         clock.is_mock(),
         supervisor.reason(),
@@ -278,6 +282,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         faults,
         fault_count,
     );
+    report.haptics = haptics_report.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
     Ok(RunResult { report, trace })
 }
 

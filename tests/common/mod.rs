@@ -175,6 +175,7 @@ pub fn pipeline_spec(source: impl Source + 'static, stages: Vec<StageSpec>, cloc
         input_tap: None,
         mask_tap: None,
         supervisor: Supervisor::new(),
+        haptics_report: None,
     }
 }
 

@@ -110,7 +110,9 @@ impl SimulationSpec {
 }
 
 /// Names of the transforms each frame carries, in the order [`SimulatedPose::transforms`] gives.
-pub const TRANSFORM_NAMES: [&str; 3] = ["ProbeToTracker", "ReferenceToTracker", "StylusToTracker"];
+/// `ImageToProbe` is the (fixed) calibration, carried on every frame as PLUS does when a
+/// recording includes it, so consumers can place pixels with the frame alone.
+pub const TRANSFORM_NAMES: [&str; 4] = ["ProbeToTracker", "ReferenceToTracker", "StylusToTracker", "ImageToProbe"];
 
 /// Header fields of simulated sequences: columns run across the probe face (M), rows down in
 /// depth (F), as PLUS names a B-mode image's orientation.
@@ -127,6 +129,7 @@ pub struct SimulatedPose {
     pub reference_to_tracker: Matrix4,
     pub stylus_to_tracker: Matrix4,
     pub stylus_ok: bool,
+    pub image_to_probe: Matrix4,
 }
 
 /// Everything a test needs to check results against.
@@ -153,12 +156,13 @@ pub struct GroundTruth {
 
 impl SimulatedPose {
     /// The frame's transforms with their tracking status, named by [`TRANSFORM_NAMES`].
-    pub fn transforms(&self) -> [(Matrix4, TransformStatus); 3] {
+    pub fn transforms(&self) -> [(Matrix4, TransformStatus); 4] {
         let stylus = if self.stylus_ok { TransformStatus::Ok } else { TransformStatus::Invalid };
         [
             (self.probe_to_tracker, TransformStatus::Ok),
             (self.reference_to_tracker, TransformStatus::Ok),
             (self.stylus_to_tracker, stylus),
+            (self.image_to_probe, TransformStatus::Ok),
         ]
     }
 }
@@ -211,6 +215,7 @@ impl Simulator {
             reference_to_tracker: self.reference_to_tracker,
             stylus_to_tracker: to_tracker(poses::stylus_to_reference(s, &self.phantom.lesion, index)),
             stylus_ok: poses::stylus_visible(s, index),
+            image_to_probe: self.image_to_probe,
         }
     }
 
