@@ -3,6 +3,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod haptics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -59,7 +59,13 @@ fn csv_line(event: &SimEvent) -> String {
     match event {
         SimEvent::Frame { arrival_us, frame, gap } => format!(
             "frame,{arrival_us},{},{},{:#04x},{},{},{},{},{gap},",
-            frame.seq, frame.time_us, frame.flags, frame.force_n[0], frame.force_n[1], frame.force_n[2], frame.image_seq
+            frame.seq,
+            frame.time_us,
+            frame.flags,
+            frame.force_n[0],
+            frame.force_n[1],
+            frame.force_n[2],
+            frame.image_seq
         ),
         SimEvent::Rejected { arrival_us, error } => format!("rejected,{arrival_us},,,,,,,,,{error}"),
         SimEvent::Closed { at_us } => format!("closed,{at_us},,,,,,,,,"),

@@ -119,7 +119,6 @@ pub fn normalize(a: Vec3) -> Vec3 {
     [a[0] / n, a[1] / n, a[2] / n]
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

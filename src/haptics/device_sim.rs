@@ -52,11 +52,23 @@ pub struct SimSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimEvent {
     /// A valid force frame; `gap` counts frames missing before it.
-    Frame { arrival_us: u64, frame: ForceFrame, gap: u32 },
+    Frame {
+        arrival_us: u64,
+        frame: ForceFrame,
+        gap: u32,
+    },
     /// A block that failed to decode.
-    Rejected { arrival_us: u64, error: ProtocolError },
-    Closed { at_us: u64 },
-    Reopened { at_us: u64, path: String },
+    Rejected {
+        arrival_us: u64,
+        error: ProtocolError,
+    },
+    Closed {
+        at_us: u64,
+    },
+    Reopened {
+        at_us: u64,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -81,7 +93,8 @@ struct Open {
 fn open(device: &DevicePort) -> io::Result<(Open, String)> {
     match device {
         DevicePort::Serial { path, baud_rate } => {
-            let mut c = SerialConnector { path: path.clone(), baud_rate: *baud_rate, write_timeout: Duration::from_millis(5) };
+            let mut c =
+                SerialConnector { path: path.clone(), baud_rate: *baud_rate, write_timeout: Duration::from_millis(5) };
             Ok((Open { port: c.connect()?, _far_end: None }, path.clone()))
         }
         DevicePort::Pty { link } => {

@@ -78,11 +78,11 @@ impl VolumeField {
         let t = [0, 1, 2].map(|k| if self.dims[k] > 1 { p[k] - base[k] as f64 } else { 0.0 });
         let next = [0, 1, 2].map(|k| (base[k] + 1).min(self.dims[k] - 1));
         let c = |i: usize, j: usize, k: usize| {
-            self.at(if i == 0 { base[0] } else { next[0] }, if j == 0 { base[1] } else { next[1] }, if k == 0 {
-                base[2]
-            } else {
-                next[2]
-            })
+            self.at(
+                if i == 0 { base[0] } else { next[0] },
+                if j == 0 { base[1] } else { next[1] },
+                if k == 0 { base[2] } else { next[2] },
+            )
         };
         let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
         // Interpolate along x on the four x-edges, then y, then z; derivatives follow the same tree.
@@ -178,7 +178,8 @@ pub fn nearest_in_plane(
     if !best.is_finite() {
         return None;
     }
-    let nearest = add(plane.origin, add(scale(plane.column, best_pixel.0 as f64), scale(plane.row, best_pixel.1 as f64)));
+    let nearest =
+        add(plane.origin, add(scale(plane.column, best_pixel.0 as f64), scale(plane.row, best_pixel.1 as f64)));
     let away = sub(tip, nearest);
     let distance_mm = norm(away);
     // A tip exactly on a structure pixel: push out of the plane.
@@ -238,8 +239,14 @@ mod tests {
 
     #[test]
     fn wrong_sizes_and_singular_transforms_are_errors() {
-        assert!(matches!(VolumeField::from_labels(&[0; 7], [2, 2, 2], IDENTITY, |l| l > 0, 0), Err(FieldError::Size { .. })));
-        assert!(matches!(VolumeField::from_labels(&[0; 8], [2, 2, 2], [0.0; 16], |l| l > 0, 0), Err(FieldError::Singular)));
+        assert!(matches!(
+            VolumeField::from_labels(&[0; 7], [2, 2, 2], IDENTITY, |l| l > 0, 0),
+            Err(FieldError::Size { .. })
+        ));
+        assert!(matches!(
+            VolumeField::from_labels(&[0; 8], [2, 2, 2], [0.0; 16], |l| l > 0, 0),
+            Err(FieldError::Singular)
+        ));
     }
 
     #[test]

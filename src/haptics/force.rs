@@ -30,12 +30,7 @@ pub struct FixtureForce {
 }
 
 /// The force for a tip at `sample`, moving at `velocity_mm_s`, segmented with `confidence`.
-pub fn fixture_force(
-    gains: &FixtureGains,
-    sample: &FieldSample,
-    velocity_mm_s: Vec3,
-    confidence: f64,
-) -> FixtureForce {
+pub fn fixture_force(gains: &FixtureGains, sample: &FieldSample, velocity_mm_s: Vec3, confidence: f64) -> FixtureForce {
     if confidence < gains.confidence_floor {
         return FixtureForce { force_n: [0.0; 3], low_confidence: true };
     }

@@ -242,7 +242,8 @@ impl Link {
                 }
             }
         }
-        let silent = self.heartbeat_timeout_ns > 0 && now_ns.saturating_sub(self.last_heard_ns) > self.heartbeat_timeout_ns;
+        let silent =
+            self.heartbeat_timeout_ns > 0 && now_ns.saturating_sub(self.last_heard_ns) > self.heartbeat_timeout_ns;
         if silent && !self.silent {
             self.report.heartbeat_losses += 1;
             tracing::warn!(port = %self.connector.name(), "haptic device heartbeats stopped");

@@ -144,7 +144,11 @@ impl HapticsSettings {
         if self.watchdog_ms < 2.0 * period_ms {
             return Err(SettingError {
                 key: "watchdog_ms",
-                message: format!("{} ms is shorter than two force periods ({:.3} ms)", self.watchdog_ms, 2.0 * period_ms),
+                message: format!(
+                    "{} ms is shorter than two force periods ({:.3} ms)",
+                    self.watchdog_ms,
+                    2.0 * period_ms
+                ),
             });
         }
         non_negative("heartbeat_timeout_ms", self.heartbeat_timeout_ms)?;
@@ -152,13 +156,19 @@ impl HapticsSettings {
         if !(self.reconnect_max_ms.is_finite() && self.reconnect_max_ms >= self.reconnect_min_ms) {
             return Err(SettingError {
                 key: "reconnect_max_ms",
-                message: format!("{} must be at least reconnect_min_ms ({})", self.reconnect_max_ms, self.reconnect_min_ms),
+                message: format!(
+                    "{} must be at least reconnect_min_ms ({})",
+                    self.reconnect_max_ms, self.reconnect_min_ms
+                ),
             });
         }
         if self.shutdown_frames == 0 || self.shutdown_frames > 10_000 {
             return Err(SettingError {
                 key: "shutdown_frames",
-                message: format!("{} must be 1..=10000: the device must see zero force before the port closes", self.shutdown_frames),
+                message: format!(
+                    "{} must be 1..=10000: the device must see zero force before the port closes",
+                    self.shutdown_frames
+                ),
             });
         }
         if self.split_tool_transform().is_none() {
@@ -179,7 +189,10 @@ impl HapticsSettings {
         non_negative("max_force_n", self.max_force_n)?;
         positive("max_slew_n_per_s", self.max_slew_n_per_s)?;
         if !(0.0..=1.0).contains(&self.confidence_floor) {
-            return Err(SettingError { key: "confidence_floor", message: format!("{} is outside 0..=1", self.confidence_floor) });
+            return Err(SettingError {
+                key: "confidence_floor",
+                message: format!("{} is outside 0..=1", self.confidence_floor),
+            });
         }
         if self.port.is_some() && self.rate_hz > self.max_rate_hz() {
             return Err(SettingError {

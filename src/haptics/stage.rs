@@ -131,8 +131,8 @@ impl HapticsStage {
         let crate::frame::PixelData::Gray8(labels) = mask.data() else {
             return Err(SafeReason::SegmentationLost);
         };
-        let image_to_reference = resolve(&frame.transforms, "Image", &self.reference_frame)
-            .map_err(|_| SafeReason::SegmentationLost)?;
+        let image_to_reference =
+            resolve(&frame.transforms, "Image", &self.reference_frame).map_err(|_| SafeReason::SegmentationLost)?;
         let plane = PlaneGeometry::from_image_to_reference(&image_to_reference);
         let (w, h) = (frame.image.width, frame.image.height);
         let structure = &self.structure;
@@ -183,7 +183,8 @@ fn start_driver(
     supervisor: Supervisor,
 ) -> Result<Driver, StageError> {
     let ms = |v: f64| (v * 1e6) as u64;
-    let connector = SerialConnector { path: path.to_string(), baud_rate: settings.baud_rate, write_timeout: WRITE_TIMEOUT };
+    let connector =
+        SerialConnector { path: path.to_string(), baud_rate: settings.baud_rate, write_timeout: WRITE_TIMEOUT };
     let mut link = Link::new(
         Box::new(connector),
         ms(settings.heartbeat_timeout_ms),
@@ -228,5 +229,105 @@ impl Stage for HapticsStage {
         if slot.as_ref().is_none_or(|r| r.driver.is_none() || report.driver.is_some()) {
             *slot = Some(report);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{IDENTITY, PixelFormat, PixelPool, TransformStatus};
+
+    const SIDE: usize = 20;
+
+    /// A frame whose image plane is z = 0 in the Reference frame (0.5 mm pixels), with one
+    /// structure pixel at column 10, row 10 (→ (5, 5, 0) mm), and the stylus tip at `tip`.
+    fn frame(pool: &PixelPool, masks: &PixelPool, tip: [f64; 3], stylus: TransformStatus, structure: bool) -> Frame {
+        let mut f = Frame::new(pool.try_acquire().unwrap());
+        f.image.width = SIDE;
+        f.image.height = SIDE;
+        let mut mask = masks.try_acquire().unwrap();
+        if let crate::frame::PixelData::Gray8(m) = mask.data_mut() {
+            m.fill(0);
+            m[10 * SIDE + 10] = u8::from(structure);
+        }
+        f.mask = Some(mask);
+        let mut stylus_to_tracker = IDENTITY;
+        (stylus_to_tracker[3], stylus_to_tracker[7], stylus_to_tracker[11]) = (tip[0], tip[1], tip[2]);
+        let image_to_probe = [0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 1.0];
+        for (name, m, status) in [
+            ("StylusToTracker", stylus_to_tracker, stylus),
+            ("ReferenceToTracker", IDENTITY, TransformStatus::Ok),
+            ("ProbeToTracker", IDENTITY, TransformStatus::Ok),
+            ("ImageToProbe", image_to_probe, TransformStatus::Ok),
+        ] {
+            f.transforms.set(&Arc::from(name), m, status).unwrap();
+        }
+        f
+    }
+
+    fn stage() -> HapticsStage {
+        let settings = HapticsSettings { margin_mm: 5.0, stiffness_n_per_mm: 0.5, ..Default::default() };
+        HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), HapticsReportSlot::default()).unwrap()
+    }
+
+    fn run(stage: &mut HapticsStage, f: Frame) -> ForceTarget {
+        let mut out = None;
+        assert_eq!(stage.process(f, &mut out).unwrap(), Outcome::Emitted);
+        assert!(out.is_some(), "the frame is passed on");
+        stage.targets.take().expect("one target per frame")
+    }
+
+    #[test]
+    fn pushes_the_tip_out_of_the_margin_along_the_mask_distance() {
+        let (pool, masks) =
+            (PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2), PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2));
+        let mut s = stage();
+        let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 3.0], TransformStatus::Ok, true));
+        assert_eq!(t.hold, None);
+        // 3 mm from the structure pixel, margin 5 mm, 0.5 N/mm: 1 N straight up.
+        for (got, want) in t.force_n.iter().zip([0.0, 0.0, 1.0]) {
+            assert!((got - want).abs() < 1e-9, "{:?}", t.force_n);
+        }
+    }
+
+    #[test]
+    fn an_occluded_tool_or_an_empty_mask_holds_the_device_safe() {
+        let (pool, masks) =
+            (PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2), PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2));
+        let mut s = stage();
+        let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 3.0], TransformStatus::Invalid, true));
+        assert_eq!(t.hold, Some(SafeReason::ToolNotTracked));
+        let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 3.0], TransformStatus::Ok, false));
+        assert_eq!(t.hold, Some(SafeReason::SegmentationLost));
+        s.stop();
+        let report = s.report_slot.lock().unwrap().clone().unwrap();
+        assert_eq!(report.frames, 2);
+        assert_eq!(report.holds, vec![(SafeReason::ToolNotTracked, 1), (SafeReason::SegmentationLost, 1)]);
+    }
+
+    #[test]
+    fn a_published_volume_takes_over_from_the_mask() {
+        let (pool, masks) =
+            (PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2), PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2));
+        let mut s = stage();
+        // Structure: the half-space z >= 10 mm, 1 mm voxels.
+        let labels: Vec<u8> = (0..20 * 20 * 20).map(|i| u8::from(i / 400 >= 10)).collect();
+        let field = VolumeField::from_labels(&labels, [20, 20, 20], IDENTITY, |l| l == 1, 1).unwrap();
+        s.volumes.publish(Arc::new(field));
+        let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 7.0], TransformStatus::Ok, false));
+        // 3 mm below the structure: 1 N pointing down (away from it), mask ignored.
+        for (got, want) in t.force_n.iter().zip([0.0, 0.0, -1.0]) {
+            assert!((got - want).abs() < 1e-6, "{:?}", t.force_n);
+        }
+        assert_eq!(s.report.frames_from_volume, 1);
+    }
+
+    #[test]
+    fn a_port_that_cannot_be_opened_is_a_device_error_naming_it() {
+        let settings = HapticsSettings { port: Some("/nonexistent/ttyHAPTIC".into()), ..Default::default() };
+        let e = HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), HapticsReportSlot::default())
+            .err()
+            .unwrap();
+        assert!(matches!(&e, StageError::Device(m) if m.contains("/nonexistent/ttyHAPTIC")), "{e}");
     }
 }

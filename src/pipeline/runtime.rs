@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::capture::{Next, Source};
-use crate::haptics::HapticsReportSlot;
 use crate::frame::{Frame, PixelPool};
+use crate::haptics::HapticsReportSlot;
 use crate::pipeline::clock::Clock;
 use crate::pipeline::metrics::LatencyRecorder;
 use crate::pipeline::queue::{self, QueueCounters, QueuePolicy, QueueReceiver, QueueSender};
