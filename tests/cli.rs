@@ -152,3 +152,61 @@ fn ctrl_c_shuts_down_cleanly_and_still_writes_the_report() {
     assert_eq!(r["stop_reason"], "interrupted");
     assert!(r["frames_out"].as_u64().unwrap() > 0);
 }
+
+/// A config for the built-in simulator at its recorded pace, driving a haptic device at `port`.
+fn haptics_config(dir: &std::path::Path, port: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("haptics.toml");
+    let text = format!(
+        "[capture]\nkind = \"simulator\"\n[capture.simulator]\nframes = 60\n[haptics]\nport = \"{}\"\nwatchdog_ms = 50.0\n",
+        port.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn a_haptics_port_that_cannot_be_opened_stops_the_run_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = haptics_config(dir.path(), &dir.path().join("no-such-tty"));
+    let o = sonoflow(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot open haptics port") && stderr(&o).contains("no-such-tty"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_run_drives_the_device_simulator_over_a_pty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, log) = (dir.path().join("haptic"), dir.path().join("frames.csv"));
+    let mut device = Command::new(env!("CARGO_BIN_EXE_sonoflow"))
+        .args(["haptics-sim", "--pty", "--port", port.to_str().unwrap(), "--log", log.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !port.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (config, report) = (haptics_config(dir.path(), &port), dir.path().join("r.json"));
+    let o = sonoflow(&["run", "--config", config.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    // Ctrl-C for the device, so it flushes its log.
+    Command::new("kill").args(["-INT", &device.id().to_string()]).status().unwrap();
+    assert!(device.wait().unwrap().success());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let r = read_report(&report);
+    let h = &r["haptics"];
+    assert_eq!(h["frames"], 60);
+    assert!(h["frames_with_force"].as_u64().unwrap() > 0, "{h}");
+    assert!(h["driver"]["link"]["frames_sent"].as_u64().unwrap() > 100, "{h}");
+    assert!(h["driver"]["period"]["p50_ms"].is_number());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let frames: Vec<Vec<&str>> =
+        text.lines().filter(|l| l.starts_with("frame,")).map(|l| l.split(',').collect()).collect();
+    assert!(frames.len() > 100, "{} frames logged", frames.len());
+    assert!(!text.lines().any(|l| l.starts_with("rejected,")), "every frame passed its CRC");
+    let flags = |f: &Vec<&str>| u8::from_str_radix(f[4].trim_start_matches("0x"), 16).unwrap();
+    assert!(frames.iter().any(|f| flags(f) & 1 != 0 && f[7].parse::<f32>().unwrap() != 0.0), "some force rendered");
+    // The last frames before the port closed hold zero force with the safe-state flag.
+    for f in &frames[frames.len() - 20..] {
+        assert!(flags(f) & 2 != 0 && f[5..8].iter().all(|v| v.parse::<f32>().unwrap() == 0.0), "{f:?}");
+    }
+}
