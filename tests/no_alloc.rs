@@ -126,3 +126,92 @@ fn the_probe_would_see_an_allocation() {
     std::hint::black_box(&v);
     assert!(allocations_here() > before);
 }
+
+#[test]
+fn haptics_stage_allocates_nothing_after_warm_up() {
+    use sonoflow::capture::simulator::SimulationSpec;
+    use sonoflow::capture::{Pace, SimulatedSource, Source};
+    use sonoflow::frame::{PixelFormat, PixelPool};
+    use sonoflow::haptics::{HapticsSettings, HapticsStage, VolumeSlot};
+    use sonoflow::pipeline::Supervisor;
+
+    // The simulated sweep has every case: tool occluded for a stretch, frames with and without
+    // structure in the mask, the tip inside and outside the margin.
+    let spec = SimulationSpec { frames: 200, ..SimulationSpec::default() };
+    let mut source = SimulatedSource::new(spec.clone(), Pace::Fast, 4).unwrap();
+    let pool = PixelPool::new(PixelFormat::Gray8, spec.width_px * spec.height_px, 4);
+    let settings = HapticsSettings::default();
+    let mut stage = HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), Default::default()).unwrap();
+    let mut inside = 0;
+    for seq in 0..spec.frames as u64 {
+        let mut frame = Frame::new(pool.try_acquire().unwrap());
+        frame.seq = seq;
+        source.fill(&mut frame).unwrap();
+        let mut out = None;
+        let before = allocations_here();
+        stage.process(frame, &mut out).unwrap();
+        if seq >= WARM_UP_FRAMES {
+            inside += allocations_here() - before;
+        }
+    }
+    stage.stop();
+    assert_eq!(inside, 0, "allocations inside the haptics stage's process");
+}
+
+/// A port that swallows writes and never has anything to read.
+struct NullPort;
+
+impl sonoflow::haptics::link::Port for NullPort {
+    fn write_all_now(&mut self, _bytes: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read_available(&mut self, _buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+}
+
+struct NullConnector;
+
+impl sonoflow::haptics::link::Connector for NullConnector {
+    fn connect(&mut self) -> std::io::Result<Box<dyn sonoflow::haptics::link::Port>> {
+        Ok(Box::new(NullPort))
+    }
+    fn name(&self) -> &str {
+        "null"
+    }
+}
+
+#[test]
+fn one_force_tick_allocates_nothing() {
+    use sonoflow::haptics::link::Link;
+    use sonoflow::haptics::protocol::Message;
+    use sonoflow::haptics::rate_loop::{ForceTarget, RateLoop, TickInputs};
+
+    const MS: u64 = 1_000_000;
+    let mut link = Link::new(Box::new(NullConnector), 100 * MS, (50 * MS, 2000 * MS));
+    link.connect_now(0).unwrap();
+    let mut rate_loop = RateLoop::new(MS, 20 * MS, 200.0);
+    let mut measured = 0;
+    for tick in 0..2000u64 {
+        let now_ns = tick * MS;
+        let before = allocations_here();
+        // An image every 33 ms, a stall from 1 s to 1.2 s: active, stale and recovering ticks.
+        if tick % 33 == 0 && !(1000..1200).contains(&tick) {
+            rate_loop.offer(ForceTarget { force_n: [0.0, 0.0, 1.0], image_seq: tick, ..Default::default() }, now_ns);
+        }
+        link.poll(now_ns);
+        let inputs = TickInputs {
+            now_ns,
+            pipeline_running: true,
+            faults: 0,
+            device_silent: false,
+            device_fault: link.device_fault(),
+        };
+        let frame = rate_loop.tick(&inputs);
+        link.send(&Message::Force(frame), now_ns);
+        if tick >= WARM_UP_FRAMES {
+            measured += allocations_here() - before;
+        }
+    }
+    assert_eq!(measured, 0, "allocations in the force loop's tick");
+}
