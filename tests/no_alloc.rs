@@ -48,6 +48,14 @@ fn allocations_here() -> u64 {
 
 const WARM_UP_FRAMES: u64 = 50;
 
+/// The tests here run one at a time: a CPU-heavy one beside the drop-oldest chain would starve
+/// its threads and leave too few frames to measure.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[derive(Default)]
 struct Counts {
     inside_process: AtomicU64,
@@ -108,6 +116,7 @@ fn run_chain(policy: QueuePolicy, clock: Clock) -> Arc<Counts> {
 
 #[test]
 fn pass_through_chain_allocates_nothing_after_warm_up() {
+    let _serial = one_at_a_time();
     for (policy, clock) in [(QueuePolicy::Block, Clock::mock()), (QueuePolicy::DropOldest, Clock::monotonic())] {
         let counts = run_chain(policy, clock);
         let measured = counts.frames_measured.load(Ordering::Relaxed);
@@ -135,6 +144,7 @@ fn haptics_stage_allocates_nothing_after_warm_up() {
     use sonoflow::haptics::{HapticsSettings, HapticsStage, VolumeSlot};
     use sonoflow::pipeline::Supervisor;
 
+    let _serial = one_at_a_time();
     // The simulated sweep has every case: tool occluded for a stretch, frames with and without
     // structure in the mask, the tip inside and outside the margin.
     let spec = SimulationSpec { frames: 200, ..SimulationSpec::default() };
@@ -187,6 +197,7 @@ fn one_force_tick_allocates_nothing() {
     use sonoflow::haptics::protocol::Message;
     use sonoflow::haptics::rate_loop::{ForceTarget, RateLoop, TickInputs};
 
+    let _serial = one_at_a_time();
     const MS: u64 = 1_000_000;
     let mut link = Link::new(Box::new(NullConnector), 100 * MS, (50 * MS, 2000 * MS));
     link.connect_now(0).unwrap();

@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Print the per-stage latency table at the end.
     #[arg(long)]
     pub table: bool,
+    /// Drive the haptic device on this serial port (overrides haptics.port).
+    #[arg(long)]
+    pub haptics_port: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -54,6 +57,9 @@ pub fn execute(args: RunArgs) -> Result<Exit, Failure> {
     }
     if let Some(frames) = args.frames {
         config.pipeline.max_frames = frames;
+    }
+    if let Some(port) = args.haptics_port {
+        config.haptics.settings.port = Some(port);
     }
     if let Some(report) = args.report {
         config.metrics.report_path = Some(report);

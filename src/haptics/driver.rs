@@ -39,7 +39,7 @@ impl TargetSlot {
         self.0.force_push(target);
     }
 
-    fn take(&self) -> Option<ForceTarget> {
+    pub(super) fn take(&self) -> Option<ForceTarget> {
         self.0.pop()
     }
 }
