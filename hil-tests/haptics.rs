@@ -53,8 +53,13 @@ fn start_driver(path: &Path, targets: &TargetSlot, heartbeat_timeout_ns: u64) ->
     };
     let mut link = Link::new(Box::new(connector), heartbeat_timeout_ns, (20 * MS, 200 * MS));
     link.connect_now(0).unwrap();
-    let settings =
-        DriverSettings { period_ns: MS, watchdog_ns: 20 * MS, max_slew_n_per_s: 1e6, shutdown_frames: SHUTDOWN_FRAMES };
+    let settings = DriverSettings {
+        period_ns: MS,
+        watchdog_ns: 20 * MS,
+        max_slew_n_per_s: 1e6,
+        shutdown_frames: SHUTDOWN_FRAMES,
+        realtime_priority: 0,
+    };
     Driver::start(settings, link, targets.clone(), Supervisor::new()).unwrap()
 }
 

@@ -54,6 +54,8 @@ pub struct DriverReport {
     pub period_deviation: LatencySummary,
     /// Ticks that came more than a whole period late.
     pub overruns: u64,
+    /// The scheduling the force thread got: "SCHED_FIFO <priority>", or why not.
+    pub scheduling: String,
     pub safe_state: SafeStateReport,
     pub link: LinkReport,
 }
@@ -63,6 +65,8 @@ pub struct DriverSettings {
     pub watchdog_ns: u64,
     pub max_slew_n_per_s: f64,
     pub shutdown_frames: u32,
+    /// SCHED_FIFO priority for the force thread (1–99); 0 leaves the normal scheduler.
+    pub realtime_priority: u8,
 }
 
 /// A running force thread.
@@ -118,6 +122,23 @@ fn sleep_until(epoch: Instant, deadline_ns: u64) {
     }
 }
 
+/// Asks for real-time scheduling of the calling thread; says what it got.
+fn request_realtime(priority: u8) -> String {
+    if priority == 0 {
+        return "normal (realtime_priority = 0)".into();
+    }
+    let param = libc::sched_param { sched_priority: i32::from(priority) };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        format!("SCHED_FIFO {priority}")
+    } else {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("the haptics force thread runs without real-time priority: {e}");
+        format!("normal (SCHED_FIFO {priority} refused: {e})")
+    }
+}
+
 fn run(
     settings: DriverSettings,
     mut link: Link,
@@ -125,6 +146,7 @@ fn run(
     supervisor: Supervisor,
     stop: &AtomicBool,
 ) -> DriverReport {
+    let scheduling = request_realtime(settings.realtime_priority);
     let epoch = Instant::now();
     let mut rate_loop = RateLoop::new(settings.period_ns, settings.watchdog_ns, settings.max_slew_n_per_s);
     let (mut period, mut deviation) = (LatencyRecorder::new(), LatencyRecorder::new());
@@ -175,6 +197,7 @@ fn run(
         period: period.summary(),
         period_deviation: deviation.summary(),
         overruns,
+        scheduling,
         safe_state: rate_loop.report(),
         link: link.report(),
     }

@@ -87,6 +87,7 @@ pub struct SafeStateReport {
 }
 
 pub struct RateLoop {
+    period_ns: u64,
     period_s: f64,
     watchdog_ns: u64,
     slew: SlewLimiter,
@@ -105,6 +106,7 @@ pub struct RateLoop {
 impl RateLoop {
     pub fn new(period_ns: u64, watchdog_ns: u64, max_slew_n_per_s: f64) -> Self {
         RateLoop {
+            period_ns,
             period_s: period_ns as f64 * 1e-9,
             watchdog_ns,
             slew: SlewLimiter::new(max_slew_n_per_s),
@@ -142,7 +144,9 @@ impl RateLoop {
         if target.faults_seen < inputs.faults {
             return Some(SafeReason::UpstreamFault);
         }
-        if inputs.now_ns.saturating_sub(received_ns) >= self.watchdog_ns {
+        // Half a period of slack: the tick nearest the deadline trips it, even when scheduling
+        // jitter has it land a few µs early, so the safe frame never comes a period late.
+        if inputs.now_ns.saturating_sub(received_ns) + self.period_ns / 2 >= self.watchdog_ns {
             return Some(SafeReason::Stale);
         }
         target.hold
@@ -249,7 +253,7 @@ mod tests {
                 assert!(is_safe(&f), "stays safe until fresh data (tick {k})");
             }
         }
-        // The tick 20 ms after the last data is already safe.
+        // The tick 20 ms after the last data is already safe; the one before is not.
         assert_eq!(first_safe, Some(20 * MS));
         assert_eq!(l.report().entries, vec![(SafeReason::Stale, 1)]);
         assert_eq!(l.report().stale_to_safe.count, 1);
@@ -257,6 +261,15 @@ mod tests {
         let f = l.tick(&running(40 * MS));
         assert_eq!(f.flags, flags::ENABLED);
         assert_eq!(f.force_n[2], 1.0);
+    }
+
+    #[test]
+    fn a_tick_landing_just_before_the_deadline_trips_it() {
+        let mut l = RateLoop::new(MS, 20 * MS, 1e9);
+        l.offer(target(1.0, 1), 0);
+        assert!(!is_safe(&l.tick(&running(19 * MS))));
+        // Scheduling jitter: the 20 ms tick runs 3 µs early; it must not wait for the 21 ms one.
+        assert!(is_safe(&l.tick(&running(20 * MS - 3_000))));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: f64 = 100.0;
 pub const DEFAULT_RECONNECT_MIN_MS: f64 = 50.0;
 pub const DEFAULT_RECONNECT_MAX_MS: f64 = 2000.0;
 pub const DEFAULT_SHUTDOWN_FRAMES: u32 = 20;
+pub const DEFAULT_REALTIME_PRIORITY: u8 = 0;
 pub const DEFAULT_TOOL_TRANSFORM: &str = "StylusToReference";
 pub const DEFAULT_MARGIN_MM: f64 = 5.0;
 pub const DEFAULT_STIFFNESS_N_PER_MM: f64 = 0.5;
@@ -45,6 +46,9 @@ pub struct HapticsSettings {
     pub reconnect_max_ms: f64,
     /// Zero-force frames sent before the port closes at shutdown.
     pub shutdown_frames: u32,
+    /// SCHED_FIFO priority (1–99) for the force thread, so image work cannot delay a force
+    /// frame; 0 keeps the normal scheduler. Needs CAP_SYS_NICE (or root); refused → a warning.
+    pub realtime_priority: u8,
     /// The tracked tool, `<Tool>To<Frame>`; forces are expressed in `<Frame>`.
     pub tool_transform: String,
     /// Tip position in the tool's own frame.
@@ -71,6 +75,7 @@ impl Default for HapticsSettings {
             reconnect_min_ms: DEFAULT_RECONNECT_MIN_MS,
             reconnect_max_ms: DEFAULT_RECONNECT_MAX_MS,
             shutdown_frames: DEFAULT_SHUTDOWN_FRAMES,
+            realtime_priority: DEFAULT_REALTIME_PRIORITY,
             tool_transform: DEFAULT_TOOL_TRANSFORM.into(),
             tip_offset_mm: [0.0; 3],
             structure_labels: Vec::new(),
@@ -169,6 +174,12 @@ impl HapticsSettings {
                     "{} must be 1..=10000: the device must see zero force before the port closes",
                     self.shutdown_frames
                 ),
+            });
+        }
+        if self.realtime_priority > 99 {
+            return Err(SettingError {
+                key: "realtime_priority",
+                message: format!("{} is outside 0..=99", self.realtime_priority),
             });
         }
         if self.split_tool_transform().is_none() {

@@ -196,6 +196,7 @@ fn start_driver(
         watchdog_ns: ms(settings.watchdog_ms),
         max_slew_n_per_s: settings.max_slew_n_per_s,
         shutdown_frames: settings.shutdown_frames,
+        realtime_priority: settings.realtime_priority,
     };
     Driver::start(driver_settings, link, targets, supervisor)
         .map_err(|e| StageError::Device(format!("cannot start the haptics force thread: {e}")))
