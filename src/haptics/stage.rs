@@ -266,6 +266,11 @@ mod tests {
         f
     }
 
+    /// Image and mask pools for the test frames.
+    fn pools() -> (PixelPool, PixelPool) {
+        (PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2), PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2))
+    }
+
     fn stage() -> HapticsStage {
         let settings = HapticsSettings { margin_mm: 5.0, stiffness_n_per_mm: 0.5, ..Default::default() };
         HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), HapticsReportSlot::default()).unwrap()
@@ -280,8 +285,7 @@ mod tests {
 
     #[test]
     fn pushes_the_tip_out_of_the_margin_along_the_mask_distance() {
-        let (pool, masks) =
-            (PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2), PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2));
+        let (pool, masks) = pools();
         let mut s = stage();
         let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 3.0], TransformStatus::Ok, true));
         assert_eq!(t.hold, None);
@@ -293,8 +297,7 @@ mod tests {
 
     #[test]
     fn an_occluded_tool_or_an_empty_mask_holds_the_device_safe() {
-        let (pool, masks) =
-            (PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2), PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2));
+        let (pool, masks) = pools();
         let mut s = stage();
         let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 3.0], TransformStatus::Invalid, true));
         assert_eq!(t.hold, Some(SafeReason::ToolNotTracked));
@@ -308,8 +311,7 @@ mod tests {
 
     #[test]
     fn a_published_volume_takes_over_from_the_mask() {
-        let (pool, masks) =
-            (PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2), PixelPool::new(PixelFormat::Gray8, SIDE * SIDE, 2));
+        let (pool, masks) = pools();
         let mut s = stage();
         // Structure: the half-space z >= 10 mm, 1 mm voxels.
         let labels: Vec<u8> = (0..20 * 20 * 20).map(|i| u8::from(i / 400 >= 10)).collect();
