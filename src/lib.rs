@@ -6,4 +6,5 @@ pub mod capture;
 pub mod config;
 pub mod frame;
 pub mod io;
+pub mod model;
 pub mod pipeline;

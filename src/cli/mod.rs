@@ -1,6 +1,7 @@
 //! Subcommands, one file each, and the exit codes they share.
 
 mod demo;
+mod model;
 mod run;
 mod simulate;
 
@@ -79,6 +80,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Simulate a sweep if needed, run the whole pipeline on it, print per-stage latency.
     Demo(demo::DemoArgs),
+    /// Fetch, convert and describe the segmentation model's weights.
+    Model(model::ModelArgs),
 }
 
 pub fn dispatch(command: Command) -> Result<Exit, Failure> {
@@ -86,6 +89,7 @@ pub fn dispatch(command: Command) -> Result<Exit, Failure> {
         Command::Run(args) => run::execute(args),
         Command::Simulate(args) => simulate::execute(args),
         Command::Demo(args) => demo::execute(args),
+        Command::Model(args) => model::execute(args),
     }
 }
 
