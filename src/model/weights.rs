@@ -333,6 +333,9 @@ impl Layout {
         let fields: Option<_> =
             (|| Some((header.u32()?, header.u64()?, header.u64()?, header.u64()?, header.u64()?, header.u32()?)))();
         let (count, index_offset, index_len, data_offset, data_len, crc) = fields.unwrap_or_default();
+        if bytes[52..HEADER_LEN].iter().any(|&b| b != 0) {
+            return Err(corrupt(52, "reserved header bytes are not zero".into()));
+        }
         let to_usize = |v: u64, at: usize| usize::try_from(v).map_err(|_| corrupt(at, format!("{v} is too large")));
         let (index_offset, index_len) = (to_usize(index_offset, 16)?, to_usize(index_len, 24)?);
         let (data_offset, data_len) = (to_usize(data_offset, 32)?, to_usize(data_len, 40)?);
