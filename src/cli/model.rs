@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use sonoflow::model::fetch::{FetchError, FetchOptions, FetchOutcome, fetch};
+use sonoflow::model::fetch::{FetchError, FetchOptions, fetch};
 use sonoflow::model::{LITEMEDSAM, Manifest, Weights, WeightsError, locate_model_dir};
 
 use super::{Exit, Failure};
@@ -79,7 +79,7 @@ fn execute_fetch(args: FetchArgs) -> Result<Exit, Failure> {
     };
     let mut progress = |line: String| eprintln!("sonoflow: model fetch: {line}");
     match fetch(&options, &mut progress) {
-        Ok(FetchOutcome::UpToDate { .. } | FetchOutcome::Written { .. }) => Ok(Exit::Ok),
+        Ok(_) => Ok(Exit::Ok),
         Err(e) => {
             let code = match e {
                 FetchError::Manifest(_) => Exit::Usage,

@@ -110,7 +110,7 @@ fn fold_one(
         }
     };
     for t in [gamma, beta, mean, var] {
-        if t.shape != [channels] {
+        if t.shape != [channels] || t.data.len() != channels {
             return Err(FoldError::Shape {
                 tensor: t.name.clone(),
                 shape: shape_text(&t.shape),
@@ -119,6 +119,13 @@ fn fold_one(
         }
     }
     let per_channel = conv.data.len() / channels;
+    if per_channel * channels != conv.data.len() {
+        return Err(FoldError::Shape {
+            tensor: conv.name.clone(),
+            shape: shape_text(&conv.shape),
+            expected: format!("{} values (it holds {})", per_channel * channels, conv.data.len()),
+        });
+    }
     let mut weight = Vec::with_capacity(conv.data.len());
     let mut bias = Vec::with_capacity(channels);
     for o in 0..channels {
