@@ -25,6 +25,7 @@ pub mod digest;
 pub mod fetch;
 pub mod fold;
 pub mod manifest;
+mod opcodes;
 pub mod pickle;
 pub mod tensor;
 pub mod weights;

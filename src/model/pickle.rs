@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
+use super::opcodes::*;
+
 /// Deepest nesting of tuples, lists and dicts accepted. A state_dict needs 3 (dict → tuple of
 /// sizes); the cap keeps recursive drops shallow whatever the input.
 const MAX_DEPTH: u32 = 64;
@@ -187,120 +189,6 @@ pub struct PickleError {
 /// Reads a pickle and returns the value that its STOP opcode returns.
 pub fn load(bytes: &[u8]) -> Result<Value, PickleError> {
     Machine { bytes, pos: 0, op_start: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), cloned: 0 }.run()
-}
-
-// Opcodes, named as in CPython's pickletools.
-const MARK: u8 = b'(';
-const STOP: u8 = b'.';
-const BININT: u8 = b'J';
-const BININT1: u8 = b'K';
-const BININT2: u8 = b'M';
-const NONE: u8 = b'N';
-const BINPERSID: u8 = b'Q';
-const REDUCE: u8 = b'R';
-const BINUNICODE: u8 = b'X';
-const APPEND: u8 = b'a';
-const BUILD: u8 = b'b';
-const GLOBAL: u8 = b'c';
-const APPENDS: u8 = b'e';
-const BINGET: u8 = b'h';
-const LONG_BINGET: u8 = b'j';
-const EMPTY_LIST: u8 = b']';
-const BINPUT: u8 = b'q';
-const LONG_BINPUT: u8 = b'r';
-const SETITEM: u8 = b's';
-const TUPLE: u8 = b't';
-const SETITEMS: u8 = b'u';
-const EMPTY_DICT: u8 = b'}';
-const EMPTY_TUPLE: u8 = b')';
-const BINFLOAT: u8 = b'G';
-const PROTO: u8 = 0x80;
-const TUPLE1: u8 = 0x85;
-const TUPLE2: u8 = 0x86;
-const TUPLE3: u8 = 0x87;
-const NEWTRUE: u8 = 0x88;
-const NEWFALSE: u8 = 0x89;
-const LONG1: u8 = 0x8a;
-const SHORT_BINUNICODE: u8 = 0x8c;
-const BINUNICODE8: u8 = 0x8d;
-const STACK_GLOBAL: u8 = 0x93;
-const MEMOIZE: u8 = 0x94;
-const FRAME: u8 = 0x95;
-
-/// The name of an opcode this reader knows, or of a well-known one it refuses, for messages.
-fn opcode_name(op: u8) -> Option<&'static str> {
-    Some(match op {
-        MARK => "MARK",
-        STOP => "STOP",
-        BININT => "BININT",
-        BININT1 => "BININT1",
-        BININT2 => "BININT2",
-        NONE => "NONE",
-        BINPERSID => "BINPERSID",
-        REDUCE => "REDUCE",
-        BINUNICODE => "BINUNICODE",
-        APPEND => "APPEND",
-        BUILD => "BUILD",
-        GLOBAL => "GLOBAL",
-        APPENDS => "APPENDS",
-        BINGET => "BINGET",
-        LONG_BINGET => "LONG_BINGET",
-        EMPTY_LIST => "EMPTY_LIST",
-        BINPUT => "BINPUT",
-        LONG_BINPUT => "LONG_BINPUT",
-        SETITEM => "SETITEM",
-        TUPLE => "TUPLE",
-        SETITEMS => "SETITEMS",
-        EMPTY_DICT => "EMPTY_DICT",
-        EMPTY_TUPLE => "EMPTY_TUPLE",
-        BINFLOAT => "BINFLOAT",
-        PROTO => "PROTO",
-        TUPLE1 => "TUPLE1",
-        TUPLE2 => "TUPLE2",
-        TUPLE3 => "TUPLE3",
-        NEWTRUE => "NEWTRUE",
-        NEWFALSE => "NEWFALSE",
-        LONG1 => "LONG1",
-        SHORT_BINUNICODE => "SHORT_BINUNICODE",
-        BINUNICODE8 => "BINUNICODE8",
-        STACK_GLOBAL => "STACK_GLOBAL",
-        MEMOIZE => "MEMOIZE",
-        FRAME => "FRAME",
-        // Known to pickle but never written by torch.save for a state_dict.
-        b'0' => "POP",
-        b'1' => "POP_MARK",
-        b'2' => "DUP",
-        b'F' => "FLOAT",
-        b'I' => "INT",
-        b'L' => "LONG",
-        b'P' => "PERSID",
-        b'S' => "STRING",
-        b'T' => "BINSTRING",
-        b'U' => "SHORT_BINSTRING",
-        b'V' => "UNICODE",
-        b'd' => "DICT",
-        b'g' => "GET",
-        b'i' => "INST",
-        b'l' => "LIST",
-        b'o' => "OBJ",
-        b'p' => "PUT",
-        0x81 => "NEWOBJ",
-        0x82 => "EXT1",
-        0x83 => "EXT2",
-        0x84 => "EXT4",
-        0x8b => "LONG4",
-        0x8e => "BINBYTES8",
-        0x8f => "EMPTY_SET",
-        0x90 => "ADDITEMS",
-        0x91 => "FROZENSET",
-        0x92 => "NEWOBJ_EX",
-        b'B' => "BINBYTES",
-        b'C' => "SHORT_BINBYTES",
-        0x96 => "BYTEARRAY8",
-        0x97 => "NEXT_BUFFER",
-        0x98 => "READONLY_BUFFER",
-        _ => return None,
-    })
 }
 
 /// The globals a state_dict uses: the callables REDUCE may call and the storage classes.
