@@ -8,4 +8,5 @@ pub mod frame;
 pub mod geometry;
 pub mod haptics;
 pub mod io;
+pub mod model;
 pub mod pipeline;

@@ -2,6 +2,7 @@
 
 mod demo;
 mod haptics_sim;
+mod model;
 mod run;
 mod simulate;
 
@@ -82,6 +83,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Play the haptic device: log force frames, send heartbeats, inject faults.
     HapticsSim(haptics_sim::HapticsSimArgs),
+    /// Fetch, convert and describe the segmentation model's weights.
+    Model(model::ModelArgs),
 }
 
 pub fn dispatch(command: Command) -> Result<Exit, Failure> {
@@ -90,6 +93,7 @@ pub fn dispatch(command: Command) -> Result<Exit, Failure> {
         Command::Simulate(args) => simulate::execute(args),
         Command::Demo(args) => demo::execute(args),
         Command::HapticsSim(args) => haptics_sim::execute(args),
+        Command::Model(args) => model::execute(args),
     }
 }
 

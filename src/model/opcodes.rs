@@ -1,0 +1,115 @@
+//! Pickle opcodes (named as in CPython's `pickletools`): the ones `pickle.rs` executes, and the
+//! names of the rest, so an error can say which opcode a checkpoint used.
+
+pub const MARK: u8 = b'(';
+pub const STOP: u8 = b'.';
+pub const BININT: u8 = b'J';
+pub const BININT1: u8 = b'K';
+pub const BININT2: u8 = b'M';
+pub const NONE: u8 = b'N';
+pub const BINPERSID: u8 = b'Q';
+pub const REDUCE: u8 = b'R';
+pub const BINUNICODE: u8 = b'X';
+pub const APPEND: u8 = b'a';
+pub const BUILD: u8 = b'b';
+pub const GLOBAL: u8 = b'c';
+pub const APPENDS: u8 = b'e';
+pub const BINGET: u8 = b'h';
+pub const LONG_BINGET: u8 = b'j';
+pub const EMPTY_LIST: u8 = b']';
+pub const BINPUT: u8 = b'q';
+pub const LONG_BINPUT: u8 = b'r';
+pub const SETITEM: u8 = b's';
+pub const TUPLE: u8 = b't';
+pub const SETITEMS: u8 = b'u';
+pub const EMPTY_DICT: u8 = b'}';
+pub const EMPTY_TUPLE: u8 = b')';
+pub const BINFLOAT: u8 = b'G';
+pub const PROTO: u8 = 0x80;
+pub const TUPLE1: u8 = 0x85;
+pub const TUPLE2: u8 = 0x86;
+pub const TUPLE3: u8 = 0x87;
+pub const NEWTRUE: u8 = 0x88;
+pub const NEWFALSE: u8 = 0x89;
+pub const LONG1: u8 = 0x8a;
+pub const SHORT_BINUNICODE: u8 = 0x8c;
+pub const BINUNICODE8: u8 = 0x8d;
+pub const STACK_GLOBAL: u8 = 0x93;
+pub const MEMOIZE: u8 = 0x94;
+pub const FRAME: u8 = 0x95;
+
+/// The name of an opcode this reader knows, or of a well-known one it refuses, for messages.
+pub fn opcode_name(op: u8) -> Option<&'static str> {
+    Some(match op {
+        MARK => "MARK",
+        STOP => "STOP",
+        BININT => "BININT",
+        BININT1 => "BININT1",
+        BININT2 => "BININT2",
+        NONE => "NONE",
+        BINPERSID => "BINPERSID",
+        REDUCE => "REDUCE",
+        BINUNICODE => "BINUNICODE",
+        APPEND => "APPEND",
+        BUILD => "BUILD",
+        GLOBAL => "GLOBAL",
+        APPENDS => "APPENDS",
+        BINGET => "BINGET",
+        LONG_BINGET => "LONG_BINGET",
+        EMPTY_LIST => "EMPTY_LIST",
+        BINPUT => "BINPUT",
+        LONG_BINPUT => "LONG_BINPUT",
+        SETITEM => "SETITEM",
+        TUPLE => "TUPLE",
+        SETITEMS => "SETITEMS",
+        EMPTY_DICT => "EMPTY_DICT",
+        EMPTY_TUPLE => "EMPTY_TUPLE",
+        BINFLOAT => "BINFLOAT",
+        PROTO => "PROTO",
+        TUPLE1 => "TUPLE1",
+        TUPLE2 => "TUPLE2",
+        TUPLE3 => "TUPLE3",
+        NEWTRUE => "NEWTRUE",
+        NEWFALSE => "NEWFALSE",
+        LONG1 => "LONG1",
+        SHORT_BINUNICODE => "SHORT_BINUNICODE",
+        BINUNICODE8 => "BINUNICODE8",
+        STACK_GLOBAL => "STACK_GLOBAL",
+        MEMOIZE => "MEMOIZE",
+        FRAME => "FRAME",
+        // Known to pickle but never written by torch.save for a state_dict.
+        b'0' => "POP",
+        b'1' => "POP_MARK",
+        b'2' => "DUP",
+        b'F' => "FLOAT",
+        b'I' => "INT",
+        b'L' => "LONG",
+        b'P' => "PERSID",
+        b'S' => "STRING",
+        b'T' => "BINSTRING",
+        b'U' => "SHORT_BINSTRING",
+        b'V' => "UNICODE",
+        b'd' => "DICT",
+        b'g' => "GET",
+        b'i' => "INST",
+        b'l' => "LIST",
+        b'o' => "OBJ",
+        b'p' => "PUT",
+        0x81 => "NEWOBJ",
+        0x82 => "EXT1",
+        0x83 => "EXT2",
+        0x84 => "EXT4",
+        0x8b => "LONG4",
+        0x8e => "BINBYTES8",
+        0x8f => "EMPTY_SET",
+        0x90 => "ADDITEMS",
+        0x91 => "FROZENSET",
+        0x92 => "NEWOBJ_EX",
+        b'B' => "BINBYTES",
+        b'C' => "SHORT_BINBYTES",
+        0x96 => "BYTEARRAY8",
+        0x97 => "NEXT_BUFFER",
+        0x98 => "READONLY_BUFFER",
+        _ => return None,
+    })
+}
