@@ -10,6 +10,8 @@ What is timed, per frame, after the warm-up frames:
   decoder: box prompt in the 256 frame + embedding -> 1x1x256x256 low-res logits and IoU
            (prompt encoder + mask decoder, multimask off)
 Pre-processing (resize, normalise, pad) and post-processing (crop, resize back) are not timed.
+PyTorch and ONNX Runtime take turns frame by frame (after their warm-up), so load from other
+processes on the machine falls on both alike; the sonoflow command runs after them.
 PyTorch runs with 2 threads; ONNX Runtime with intra_op_num_threads=2, inter_op_num_threads=1,
 sequential execution and all graph optimisations.
 
@@ -137,22 +139,40 @@ def export_onnx(model, torch):
 # Engines
 # ----------------------------------------------------------------------------------------------
 
-def time_loop(encode, decode, warmup, frames):
-    enc_ms, dec_ms = [], []
-    out = None
-    for i in range(warmup + frames):
+class Engine:
+    """One engine's encode() -> embedding and decode(embedding) -> (low_res_logits, iou)."""
+
+    def __init__(self, name, encode, decode):
+        self.name, self.encode, self.decode = name, encode, decode
+        self.enc_ms, self.dec_ms = [], []
+        self.out = self.embedding = None
+
+    def frame(self, timed):
         t0 = time.perf_counter()
-        emb = encode()
+        emb = self.encode()
         t1 = time.perf_counter()
-        out = decode(emb)
+        out = self.decode(emb)
         t2 = time.perf_counter()
-        if i >= warmup:
-            enc_ms.append((t1 - t0) * 1e3)
-            dec_ms.append((t2 - t1) * 1e3)
-    return enc_ms, dec_ms, out
+        if timed:
+            self.enc_ms.append((t1 - t0) * 1e3)
+            self.dec_ms.append((t2 - t1) * 1e3)
+        self.embedding, self.out = np.asarray(emb), [np.asarray(o) for o in out]
 
 
-def bench_torch(model, torch, tensor, box256, warmup, frames):
+def run_interleaved(engines, warmup, frames):
+    """Warm-up frames per engine, then timed frames taking turns (engine A frame 1, engine B frame 1,
+    A frame 2, ...), so that load from other processes falls on every engine alike."""
+    for e in engines:
+        log(f"warming up {e.name}")
+        for _ in range(warmup):
+            e.frame(False)
+    log("timing " + " and ".join(e.name for e in engines) + ", frames interleaved")
+    for _ in range(frames):
+        for e in engines:
+            e.frame(True)
+
+
+def torch_engine(model, torch, tensor, box256):
     boxes = torch.tensor([[box256]], dtype=torch.float32)
 
     def encode():
@@ -166,11 +186,10 @@ def bench_torch(model, torch, tensor, box256, warmup, frames):
                                       sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                       multimask_output=False)
 
-    enc, dec, (low_res, iou) = time_loop(encode, decode, warmup, frames)
-    return enc, dec, low_res.numpy(), iou.numpy(), encode().numpy()
+    return Engine(f"pytorch {torch.__version__}", encode, decode)
 
 
-def bench_ort(enc_path, dec_path, tensor, box256, warmup, frames):
+def ort_engine(enc_path, dec_path, tensor, box256):
     import onnxruntime as ort
 
     def session(path):
@@ -191,8 +210,7 @@ def bench_ort(enc_path, dec_path, tensor, box256, warmup, frames):
     def decode(emb):
         return dec_s.run(None, {"image_embeddings": emb, "boxes": boxes})
 
-    enc, dec, (low_res, iou) = time_loop(encode, decode, warmup, frames)
-    return enc, dec, low_res, iou, encode(), ort.__version__
+    return Engine(f"onnxruntime {ort.__version__}", encode, decode)
 
 
 def bench_sonoflow(cmd, input_path, case, warmup, frames):
@@ -285,13 +303,12 @@ def main(argv=None):
             f"{args.warmup} warm-up + {args.frames} timed frames per engine, {THREADS} threads")
 
         load_before = os.getloadavg()
-        log("timing PyTorch")
-        t_enc, t_dec, t_low, t_iou, t_emb = bench_torch(model, torch, pre["tensor"], box256, args.warmup, args.frames)
-        log("timing ONNX Runtime")
-        o_enc, o_dec, o_low, o_iou, o_emb, ort_version = bench_ort(enc_path, dec_path, pre["tensor"], box256,
-                                                                   args.warmup, args.frames)
-        rows = [summarise(f"pytorch {torch.__version__}", t_enc, t_dec),
-                summarise(f"onnxruntime {ort_version}", o_enc, o_dec)]
+        pt = torch_engine(model, torch, pre["tensor"], box256)
+        ox = ort_engine(enc_path, dec_path, pre["tensor"], box256)
+        run_interleaved([pt, ox], args.warmup, args.frames)
+        rows = [summarise(pt.name, pt.enc_ms, pt.dec_ms), summarise(ox.name, ox.enc_ms, ox.dec_ms)]
+        t_low, t_iou, t_emb = pt.out[0], pt.out[1], pt.embedding
+        o_low, o_iou, o_emb = ox.out[0], ox.out[1], ox.embedding
         if args.sonoflow:
             name, s_enc, s_dec = bench_sonoflow(args.sonoflow, input_path, case, args.warmup, args.frames)
             rows.append(summarise(name, s_enc, s_dec))

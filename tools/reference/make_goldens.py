@@ -68,7 +68,7 @@ CASES = [
         "name": "plus_bone_l14_f10_crop320x240_box", "kind": "plus", "file": "BoneUltrasound_L14.igs.mha",
         "frame": 10, "crop": {"x": 200, "y": 230, "width": 320, "height": 240},
         "box": [5.5, 28.5, 310.25, 170.75],
-        "what": "bone surface arc (downscale path: 320x240 -> 256x205, bottom padding)",
+        "what": "bone surface arc (downscale path: 320x240 -> 256x192, bottom padding)",
     },
     {
         "name": "plus_spine_f10_crop192x250_box", "kind": "plus", "file": "SpinePhantomFreehand.igs.mha",
@@ -205,7 +205,7 @@ def resolve_case(case, inputs):
             raise ReferenceError(f"{case['name']}: crop {c} exceeds the frame {full.shape}")
         frame = np.ascontiguousarray(full[c["y"]:c["y"] + c["height"], c["x"]:c["x"] + c["width"]])
         source = {"kind": "plus", "file": f"shared/data/plus/{case['file']}", "frame_index": case["frame"],
-                  "crop": c, "licence": "BSD-3-Clause, Copyright (c) 2017, PLUS Toolkit (shared/data/plus/LICENSE)",
+                  "crop": c, "licence": "BSD-3-Clause, Copyright (c) 2017, PLUS Toolkit (PLUS-LICENSE.txt)",
                   "what": case["what"]}
         return frame, None, source, list(map(float, case["box"])), None
     raise ReferenceError(f"unknown case kind {case['kind']!r}")
@@ -375,6 +375,12 @@ def make_goldens(args):
     }
     (out_dir / "cases.json").write_text(json.dumps(doc, indent=1) + "\n")
     written.append("cases.json")
+    # The PLUS crops are redistributed under the PLUS toolkit's BSD 3-Clause licence, which asks
+    # for its notice, conditions and disclaimer to travel with them.
+    licence = inputs.data_dir / "plus" / "LICENSE"
+    if not licence.is_file():
+        raise ReferenceError(f"{licence} not found; the PLUS crops need their licence beside them")
+    shutil.copyfile(licence, out_dir / "PLUS-LICENSE.txt")
 
     # Remove stale generated files (idempotent regeneration); README.md is hand-written.
     for p in out_dir.iterdir():
