@@ -323,6 +323,8 @@ def main(argv=None):
         "onnx_vs_torch_low_res_logits_max_abs": float(np.abs(o_low - t_low).max()),
         "onnx_vs_torch_iou_abs": float(np.abs(o_iou - t_iou).max()),
         "onnx_vs_torch_embedding_max_abs": float(np.abs(o_emb - t_emb).max()),
+        "onnx_vs_torch_embedding_rel_l2": float(np.linalg.norm((o_emb - t_emb).astype(np.float64))
+                                                / np.linalg.norm(t_emb.astype(np.float64))),
         "torch_vs_golden_low_res_logits_max_abs": float(np.abs(t_low[0, 0] - golden).max()),
     }
     print()
@@ -331,7 +333,8 @@ def main(argv=None):
     print_table(rows, rows[1])
     print()
     print(f"ONNX Runtime vs PyTorch: low-res logits max |delta| {check['onnx_vs_torch_low_res_logits_max_abs']:.3g}, "
-          f"IoU |delta| {check['onnx_vs_torch_iou_abs']:.3g}, embedding max |delta| {check['onnx_vs_torch_embedding_max_abs']:.3g}")
+          f"IoU |delta| {check['onnx_vs_torch_iou_abs']:.3g}, embedding max |delta| {check['onnx_vs_torch_embedding_max_abs']:.3g} "
+          f"(relative L2 {check['onnx_vs_torch_embedding_rel_l2']:.3g})")
     print(f"PyTorch vs committed golden: low-res logits max |delta| {check['torch_vs_golden_low_res_logits_max_abs']:.3g}")
     if args.json:
         Path(args.json).write_text(json.dumps({"case": args.case, "threads": THREADS, "load_average_1min": [load_before[0], load_after[0]],
