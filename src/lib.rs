@@ -10,3 +10,4 @@ pub mod haptics;
 pub mod io;
 pub mod model;
 pub mod pipeline;
+pub mod segment;

@@ -1,0 +1,6 @@
+//! Segmentation: LiteMedSAM (a distilled Segment-Anything student) on each frame, from a box or
+//! point prompt, with tracking from frame to frame.
+//!
+//! Flow per frame: pre-processing (the official LiteMedSAM letterbox: resize the longest side to
+//! 256, min-max normalise, pad) → image encoder → prompt encoder + mask decoder → post-processing
+//! (crop the padding, resize the logits back to the frame, threshold).
