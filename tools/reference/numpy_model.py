@@ -20,7 +20,10 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("numpy_model: error: numpy is not importable; run tools/reference/setup and use the python it prints")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
