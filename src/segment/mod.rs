@@ -4,3 +4,4 @@
 //! Flow per frame: pre-processing (the official LiteMedSAM letterbox: resize the longest side to
 //! 256, min-max normalise, pad) → image encoder → prompt encoder + mask decoder → post-processing
 //! (crop the padding, resize the logits back to the frame, threshold).
+pub mod cpu;

@@ -1,0 +1,251 @@
+//! Single-precision matrix products for the CPU engine: `C = A · B + bias`, then an epilogue
+//! (activation, residual add), where B is a weight matrix packed once at plan time.
+//!
+//! Why our own: every product in the model multiplies activations by a constant weight, so B can
+//! be packed once (16-column panels, k-major) and no packing buffer is needed per call; crates
+//! that pack per call allocate per call, and the hot path must not allocate. The 6×16 AVX2/FMA
+//! micro-kernel keeps 12 accumulators in registers; K is blocked so a B panel stays in L1 while
+//! A rows stream from L2. Work is split over the thread pool by (row block, column block).
+//! Accumulation is plain float32 (no reduced precision), as parity with the reference demands.
+
+use super::pool::ThreadPool;
+
+/// Columns per packed panel (two AVX registers).
+pub const NR: usize = 16;
+/// Rows per micro-kernel call.
+pub const MR: usize = 6;
+/// Depth of one K block: a panel of KC × NR floats (32 KiB) stays in L1.
+const KC: usize = 512;
+/// Rows per task: 8 micro-rows, an A block of MC × KC floats (96 KiB) stays in L2.
+const MC: usize = 48;
+/// Panels per task.
+const PANELS_PER_TASK: usize = 8;
+
+/// What follows the product, applied once per output element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    None,
+    Gelu,
+    Relu,
+    /// Add the destination's previous value (a residual connection).
+    AddToOutput,
+}
+
+/// A weight matrix B (k × n) packed in panels of NR columns, with its bias.
+pub struct PackedB {
+    pub k: usize,
+    pub n: usize,
+    /// Panel p, row kk, column j at `p * k * NR + kk * NR + j`; columns past n are zero.
+    panels: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedB {
+    /// From `get(kk, j)` = B[kk][j].
+    fn pack(k: usize, n: usize, get: impl Fn(usize, usize) -> f32, bias: Option<&[f32]>) -> Self {
+        let panels_n = n.div_ceil(NR);
+        let mut panels = vec![0.0; panels_n * k * NR];
+        for p in 0..panels_n {
+            for kk in 0..k {
+                for j in 0..NR.min(n - p * NR) {
+                    panels[p * k * NR + kk * NR + j] = get(kk, p * NR + j);
+                }
+            }
+        }
+        let bias = bias.map_or_else(|| vec![0.0; n], <[f32]>::to_vec);
+        PackedB { k, n, panels, bias }
+    }
+
+    /// A PyTorch `Linear` weight (out × in, i.e. n × k) and bias: `y = x Wᵀ + b`.
+    pub fn from_linear(weight: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        assert_eq!(weight.len(), n * k, "linear weight size");
+        Self::pack(k, n, |kk, j| weight[j * k + kk], bias)
+    }
+
+    /// A row-major k × n matrix.
+    pub fn from_k_by_n(b: &[f32], k: usize, n: usize, bias: Option<&[f32]>) -> Self {
+        assert_eq!(b.len(), k * n, "matrix size");
+        Self::pack(k, n, |kk, j| b[kk * n + j], bias)
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        &self.panels[p * self.k * NR..(p + 1) * self.k * NR]
+    }
+
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+}
+
+/// A raw view that tasks on different threads write disjoint parts of.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each task writes a distinct (row block, column block) region of the output.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `c[m × n] (row stride ldc) = epilogue(a[m × k] (row stride lda) · b + bias)`.
+pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: &mut [f32], ldc: usize, epi: Epilogue) {
+    let (k, n) = (b.k, b.n);
+    assert!(m == 0 || (a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n), "gemm operand sizes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let row_blocks = m.div_ceil(MC);
+    let panels = n.div_ceil(NR);
+    let col_blocks = panels.div_ceil(PANELS_PER_TASK);
+    let out = OutPtr(c.as_mut_ptr());
+    let kernel = select_kernel();
+    pool.for_each(row_blocks * col_blocks, &|task| {
+        let (rb, cb) = (task / col_blocks, task % col_blocks);
+        let rows = rb * MC..((rb + 1) * MC).min(m);
+        let panel_range = cb * PANELS_PER_TASK..((cb + 1) * PANELS_PER_TASK).min(panels);
+        let out = out;
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            // The first K block overwrites the output, unless the output holds a residual to add to.
+            let overwrite = k0 == 0 && epi != Epilogue::AddToOutput;
+            for p in panel_range.clone() {
+                let panel = &b.panel(p)[k0 * NR..(k0 + kc) * NR];
+                let cols = NR.min(n - p * NR);
+                for r0 in rows.clone().step_by(MR) {
+                    let mr = MR.min(rows.end - r0);
+                    let mut tile = [[0.0f32; NR]; MR];
+                    let mut a_rows = [a.as_ptr(); MR];
+                    for (i, row) in a_rows.iter_mut().enumerate() {
+                        // Rows past the end repeat the last real row; their results are discarded.
+                        // SAFETY: (r0 + min(i, mr - 1)) < m, and the assert above bounds a.
+                        *row = unsafe { a.as_ptr().add((r0 + i.min(mr - 1)) * lda + k0) };
+                    }
+                    kernel(&a_rows, panel, kc, &mut tile);
+                    for (i, t) in tile.iter().enumerate().take(mr) {
+                        // SAFETY: row r0 + i < m and columns p*NR .. p*NR + cols < n lie in c;
+                        // this task alone writes this region.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add((r0 + i) * ldc + p * NR), cols) };
+                        if overwrite {
+                            dst.copy_from_slice(&t[..cols]);
+                        } else {
+                            for (d, v) in dst.iter_mut().zip(t) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Bias and epilogue over this task's region, while it is in cache.
+        let cols = panel_range.start * NR..(panel_range.end * NR).min(n);
+        for r in rows {
+            // SAFETY: as above.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * ldc + cols.start), cols.len()) };
+            let bias = &b.bias[cols.clone()];
+            match epi {
+                Epilogue::None | Epilogue::AddToOutput => dst.iter_mut().zip(bias).for_each(|(d, b)| *d += b),
+                Epilogue::Relu => dst.iter_mut().zip(bias).for_each(|(d, b)| *d = (*d + b).max(0.0)),
+                Epilogue::Gelu => {
+                    dst.iter_mut().zip(bias).for_each(|(d, b)| *d += b);
+                    super::kernels::gelu_in_place(dst);
+                }
+            }
+        }
+    });
+}
+
+type Kernel = fn(&[*const f32; MR], &[f32], usize, &mut [[f32; NR]; MR]);
+
+fn select_kernel() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return kernel_avx2_entry;
+        }
+    }
+    kernel_generic
+}
+
+/// Portable micro-kernel: tile[i][j] = Σ_kk a_i[kk] · panel[kk][j].
+fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut [[f32; NR]; MR]) {
+    for kk in 0..kc {
+        let b = &panel[kk * NR..kk * NR + NR];
+        for (i, row) in tile.iter_mut().enumerate() {
+            // SAFETY: each a[i] points at a row with at least kc readable values (see gemm).
+            let av = unsafe { *a[i].add(kk) };
+            for (t, bv) in row.iter_mut().zip(b) {
+                *t += av * bv;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn kernel_avx2_entry(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut [[f32; NR]; MR]) {
+    // SAFETY: selected only after checking the CPU has AVX2 and FMA.
+    unsafe { kernel_avx2(a, panel, kc, tile) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    debug_assert!(panel.len() >= kc * NR);
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let b = panel.as_ptr();
+    for kk in 0..kc {
+        // SAFETY: panel holds kc × NR floats; each a[i] has kc readable floats.
+        unsafe {
+            let b0 = _mm256_loadu_ps(b.add(kk * NR));
+            let b1 = _mm256_loadu_ps(b.add(kk * NR + 8));
+            for i in 0..MR {
+                let av = _mm256_broadcast_ss(&*a[i].add(kk));
+                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+            }
+        }
+    }
+    for i in 0..MR {
+        // SAFETY: tile rows hold NR = 16 floats.
+        unsafe {
+            _mm256_storeu_ps(tile[i].as_mut_ptr(), acc[i][0]);
+            _mm256_storeu_ps(tile[i].as_mut_ptr().add(8), acc[i][1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(a: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] =
+                    bias[j] as f64 + (0..k).map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64).sum::<f64>();
+            }
+        }
+        c.into_iter().map(|v| v as f32).collect()
+    }
+
+    #[test]
+    fn matches_a_float64_reference_on_ragged_shapes() {
+        let pool = ThreadPool::new(2).unwrap();
+        for (m, k, n) in [(1, 1, 1), (7, 3, 17), (50, 600, 33), (13, 1100, 40), (100, 64, 256)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 13) as f32 * 0.1 - 0.6).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729) % 17) as f32 * 0.05 - 0.4).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+            let packed = PackedB::from_linear(&w, n, k, Some(&bias));
+            let mut c = vec![0.0; m * n];
+            gemm(&pool, &a, k, m, &packed, &mut c, n, Epilogue::None);
+            let want = reference(&a, m, k, &w, n, &bias);
+            for (got, want) in c.iter().zip(&want) {
+                assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m}x{k}x{n}: {got} vs {want}");
+            }
+            let mut relu = vec![0.0; m * n];
+            gemm(&pool, &a, k, m, &packed, &mut relu, n, Epilogue::Relu);
+            assert!(relu.iter().zip(&c).all(|(r, c)| *r == c.max(0.0)));
+            let mut residual = vec![1.0; m * n];
+            gemm(&pool, &a, k, m, &packed, &mut residual, n, Epilogue::AddToOutput);
+            assert!(residual.iter().zip(&c).all(|(r, c)| (r - (c + 1.0)).abs() <= 1e-4 * (1.0 + c.abs())));
+        }
+    }
+}

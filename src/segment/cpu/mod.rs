@@ -1,0 +1,5 @@
+//! The CPU engine: the model's ops on both cores, planned once, allocation-free per frame.
+
+pub mod gemm;
+pub mod kernels;
+pub mod pool;
