@@ -5,3 +5,6 @@
 //! 256, min-max normalise, pad) → image encoder → prompt encoder + mask decoder → post-processing
 //! (crop the padding, resize the logits back to the frame, threshold).
 pub mod cpu;
+pub mod graph;
+pub mod model;
+pub mod ops;

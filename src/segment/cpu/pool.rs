@@ -12,7 +12,8 @@ use std::thread::JoinHandle;
 /// How many times an idle worker checks for new work before parking.
 const SPINS_BEFORE_PARK: u32 = 50_000;
 
-type TaskFn<'a> = dyn Fn(usize) + Sync + 'a;
+/// A task body: (task index, thread index in 0..threads).
+type TaskFn<'a> = dyn Fn(usize, usize) + Sync + 'a;
 
 struct Shared {
     generation: AtomicUsize,
@@ -55,7 +56,7 @@ impl ThreadPool {
         let mut workers = Vec::new();
         for i in 1..threads.max(1) {
             let s = shared.clone();
-            workers.push(std::thread::Builder::new().name(format!("segment-cpu-{i}")).spawn(move || worker(&s))?);
+            workers.push(std::thread::Builder::new().name(format!("segment-cpu-{i}")).spawn(move || worker(&s, i))?);
         }
         Ok(ThreadPool { shared, workers })
     }
@@ -65,9 +66,15 @@ impl ThreadPool {
     }
 
     /// Runs `f(task)` for every task in `0..tasks` on all threads; returns when all are done.
-    pub fn for_each(&self, tasks: usize, f: &TaskFn<'_>) {
+    pub fn for_each(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.for_each_on_thread(tasks, &|task, _| f(task));
+    }
+
+    /// Like [`for_each`](Self::for_each), also telling each call which thread runs it (0 is the
+    /// caller), so tasks can use per-thread scratch space.
+    pub fn for_each_on_thread(&self, tasks: usize, f: &TaskFn<'_>) {
         if self.workers.is_empty() || tasks <= 1 {
-            (0..tasks).for_each(f);
+            (0..tasks).for_each(|t| f(t, 0));
             return;
         }
         let s = &*self.shared;
@@ -82,7 +89,7 @@ impl ThreadPool {
         for w in &self.workers {
             w.thread().unpark();
         }
-        run_tasks(s, f, tasks);
+        run_tasks(s, f, tasks, 0);
         // `f` lives on the caller's stack: wait until no worker can still call it.
         while s.busy.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
@@ -90,17 +97,17 @@ impl ThreadPool {
     }
 }
 
-fn run_tasks(s: &Shared, f: &TaskFn<'_>, tasks: usize) {
+fn run_tasks(s: &Shared, f: &TaskFn<'_>, tasks: usize, thread: usize) {
     loop {
         let t = s.next_task.fetch_add(1, Ordering::Relaxed);
         if t >= tasks {
             return;
         }
-        f(t);
+        f(t, thread);
     }
 }
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, thread: usize) {
     let mut seen = 0;
     loop {
         let mut spins = 0;
@@ -123,7 +130,7 @@ fn worker(s: &Shared) {
         let f = from_words([s.job[0].load(Ordering::Relaxed), s.job[1].load(Ordering::Relaxed)]);
         // SAFETY: the caller of `for_each` keeps `f` alive until `busy` drops to 0, which this
         // worker signals only after its last call; `f` is `Sync`, so shared calls are fine.
-        run_tasks(s, unsafe { &*f }, s.tasks.load(Ordering::Relaxed));
+        run_tasks(s, unsafe { &*f }, s.tasks.load(Ordering::Relaxed), thread);
         s.busy.fetch_sub(1, Ordering::Release);
     }
 }

@@ -1,0 +1,247 @@
+//! Attention kernels of the CPU engine.
+//!
+//! Window attention (TinyViT): one task per window, all heads; q·kᵀ is computed as rows of
+//! axpys over a transposed K so the inner loop runs over contiguous keys (vectorisable), the
+//! relative-position bias is looked up as `|dy|·ws + |dx|`, and only queries inside the image are
+//! computed (padded tokens are keys and values, never outputs). Dense attention (the mask
+//! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
+
+use super::kernels::{SharedMut, softmax_in_place};
+use super::pool::ThreadPool;
+use crate::segment::ops::WindowGeometry;
+
+/// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels.
+pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
+    2 * n * head_dim + n * n
+}
+
+/// Scratch floats one thread needs for dense attention over `nk` keys.
+pub fn dense_scratch_len(nk: usize) -> usize {
+    nk
+}
+
+/// See [`crate::segment::ops::Ops::window_attention`]. `scratch` holds `threads ×
+/// window_scratch_len` floats.
+pub fn window_attention(
+    pool: &ThreadPool,
+    qkv: &[f32],
+    g: &WindowGeometry,
+    bias: &[f32],
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (ws, hd, heads) = (g.window, g.head_dim, g.heads);
+    let n = ws * ws;
+    let c = heads * hd;
+    let per_thread = window_scratch_len(n, hd);
+    assert!(scratch.len() >= per_thread * pool.threads(), "window attention scratch");
+    assert!(qkv.len() >= g.padded_height * g.padded_width * 3 * c && out.len() >= g.height * g.width * c);
+    assert_eq!(bias.len(), heads * n, "attention bias table");
+    let (windows_y, windows_x) = (g.padded_height / ws, g.padded_width / ws);
+    let scale = (hd as f32).powf(-0.5);
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    let scratch_ptr = SharedMut(scratch.as_mut_ptr());
+    pool.for_each_on_thread(windows_y * windows_x, &|w, thread| {
+        let (wy, wx) = (w / windows_x, w % windows_x);
+        // SAFETY: each thread uses its own slice of the scratch.
+        let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
+        let (kt, rest) = s.split_at_mut(n * hd);
+        let (v, scores) = rest.split_at_mut(n * hd);
+        let token = |t: usize| {
+            let (ty, tx) = (t / ws, t % ws);
+            ((wy * ws + ty) * g.padded_width + wx * ws + tx, wy * ws + ty, wx * ws + tx)
+        };
+        for h in 0..heads {
+            for t in 0..n {
+                let row = &qkv[token(t).0 * 3 * c + h * 3 * hd..][..3 * hd];
+                for d in 0..hd {
+                    kt[d * n + t] = row[hd + d];
+                }
+                v[t * hd..(t + 1) * hd].copy_from_slice(&row[2 * hd..]);
+            }
+            let table = &bias[h * n..(h + 1) * n];
+            for i in 0..n {
+                let (gi, y, x) = token(i);
+                if y >= g.height || x >= g.width {
+                    continue;
+                }
+                let q = &qkv[gi * 3 * c + h * 3 * hd..][..hd];
+                let srow = &mut scores[i * n..(i + 1) * n];
+                axpy_rows(q, kt, n, srow, scale);
+                let (iy, ix) = (i / ws, i % ws);
+                for (j, sv) in srow.iter_mut().enumerate() {
+                    let (jy, jx) = (j / ws, j % ws);
+                    *sv += table[iy.abs_diff(jy) * ws + ix.abs_diff(jx)];
+                }
+                softmax_in_place(srow);
+                // SAFETY: query token (y, x) of head h belongs to this window alone.
+                let o = unsafe { out_ptr.rows((y * g.width + x) * c + h * hd, hd) };
+                weighted_sum(srow, v, hd, o);
+            }
+        }
+    });
+}
+
+/// `out[j] = scale · Σ_d q[d] · kt[d][j]` for j in 0..n (kt is hd × n).
+fn axpy_rows(q: &[f32], kt: &[f32], n: usize, out: &mut [f32], scale: f32) {
+    out.fill(0.0);
+    for (d, &qd) in q.iter().enumerate() {
+        axpy(qd * scale, &kt[d * n..(d + 1) * n], out);
+    }
+}
+
+/// `out = Σ_j p[j] · v[j]` (v is n × hd).
+fn weighted_sum(p: &[f32], v: &[f32], hd: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for (j, &pj) in p.iter().enumerate() {
+        axpy(pj, &v[j * hd..(j + 1) * hd], out);
+    }
+}
+
+#[inline(always)]
+fn axpy_body(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn wide(a: f32, x: &[f32], y: &mut [f32]) {
+            axpy_body(a, x, y)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features `wide` was compiled for.
+            return unsafe { wide(a, x, y) };
+        }
+    }
+    axpy_body(a, x, y)
+}
+
+/// See [`crate::segment::ops::Ops::attention`]. `scratch` holds `threads × nk` floats.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_attention(
+    pool: &ThreadPool,
+    q: &[f32],
+    nq: usize,
+    k: &[f32],
+    v: &[f32],
+    nk: usize,
+    d: usize,
+    heads: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let hd = d / heads;
+    assert!(q.len() >= nq * d && k.len() >= nk * d && v.len() >= nk * d && out.len() >= nq * d);
+    assert!(scratch.len() >= nk * pool.threads(), "attention scratch");
+    let scale = (hd as f32).powf(-0.5);
+    const QUERIES_PER_TASK: usize = 64;
+    let blocks = nq.div_ceil(QUERIES_PER_TASK);
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    let scratch_ptr = SharedMut(scratch.as_mut_ptr());
+    pool.for_each_on_thread(blocks * heads, &|task, thread| {
+        let (block, h) = (task / heads, task % heads);
+        // SAFETY: each thread uses its own slice of the scratch.
+        let s = unsafe { scratch_ptr.rows(thread * nk, nk) };
+        for i in block * QUERIES_PER_TASK..((block + 1) * QUERIES_PER_TASK).min(nq) {
+            let qi = &q[i * d + h * hd..i * d + (h + 1) * hd];
+            for (j, sj) in s.iter_mut().enumerate() {
+                let kj = &k[j * d + h * hd..j * d + (h + 1) * hd];
+                *sj = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+            }
+            softmax_in_place(s);
+            // SAFETY: (query i, head h) is written by this task alone.
+            let o = unsafe { out_ptr.rows(i * d + h * hd, hd) };
+            o.fill(0.0);
+            for (j, &p) in s.iter().enumerate() {
+                axpy(p, &v[j * d + h * hd..j * d + (h + 1) * hd], o);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward attention for one head over explicit q, k, v rows.
+    fn naive(q: &[Vec<f32>], k: &[Vec<f32>], v: &[Vec<f32>], bias: impl Fn(usize, usize) -> f32) -> Vec<Vec<f32>> {
+        let scale = (q[0].len() as f32).powf(-0.5);
+        q.iter()
+            .enumerate()
+            .map(|(i, qi)| {
+                let s: Vec<f32> = k
+                    .iter()
+                    .enumerate()
+                    .map(|(j, kj)| qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale + bias(i, j))
+                    .collect();
+                let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f32 = e.iter().sum();
+                (0..v[0].len()).map(|dd| e.iter().zip(v).map(|(p, vj)| p / z * vj[dd]).sum()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn window_attention_matches_naive_with_padding_and_bias() {
+        let pool = ThreadPool::new(2).unwrap();
+        // A 5 × 4 image, windows of 3: padded to 6 × 6, 2 × 2 windows, 2 heads of 4 channels.
+        let g =
+            WindowGeometry { height: 5, width: 4, padded_height: 6, padded_width: 6, window: 3, heads: 2, head_dim: 4 };
+        let c = 8;
+        let qkv: Vec<f32> = (0..36 * 3 * c).map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1).collect();
+        let bias: Vec<f32> = (0..2 * 9).map(|i| i as f32 * 0.05).collect();
+        let mut out = vec![0.0; 20 * c];
+        let mut scratch = vec![0.0; 2 * window_scratch_len(9, 4)];
+        window_attention(&pool, &qkv, &g, &bias, &mut out, &mut scratch);
+        for (wy, wx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            let tokens: Vec<(usize, usize)> = (0..9).map(|t| (wy * 3 + t / 3, wx * 3 + t % 3)).collect();
+            for h in 0..2 {
+                let part = |t: &(usize, usize), off: usize| {
+                    let base = (t.0 * 6 + t.1) * 3 * c + h * 12 + off;
+                    qkv[base..base + 4].to_vec()
+                };
+                let q: Vec<_> = tokens.iter().map(|t| part(t, 0)).collect();
+                let k: Vec<_> = tokens.iter().map(|t| part(t, 4)).collect();
+                let v: Vec<_> = tokens.iter().map(|t| part(t, 8)).collect();
+                let want =
+                    naive(&q, &k, &v, |i, j| bias[h * 9 + (i / 3).abs_diff(j / 3) * 3 + (i % 3).abs_diff(j % 3)]);
+                for (i, t) in tokens.iter().enumerate() {
+                    if t.0 < 5 && t.1 < 4 {
+                        let got = &out[(t.0 * 4 + t.1) * c + h * 4..][..4];
+                        for (a, b) in got.iter().zip(&want[i]) {
+                            assert!((a - b).abs() < 1e-5, "window ({wy},{wx}) head {h} token {t:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dense_attention_matches_naive() {
+        let pool = ThreadPool::new(2).unwrap();
+        let (nq, nk, d, heads) = (70, 9, 8, 2);
+        let q: Vec<f32> = (0..nq * d).map(|i| ((i * 13) % 7) as f32 * 0.2 - 0.6).collect();
+        let k: Vec<f32> = (0..nk * d).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
+        let v: Vec<f32> = (0..nk * d).map(|i| (i % 9) as f32 * 0.3).collect();
+        let mut out = vec![0.0; nq * d];
+        let mut scratch = vec![0.0; 2 * nk];
+        dense_attention(&pool, &q, nq, &k, &v, nk, d, heads, &mut out, &mut scratch);
+        for h in 0..heads {
+            let rows = |m: &[f32], n: usize| -> Vec<Vec<f32>> {
+                (0..n).map(|i| m[i * d + h * 4..i * d + h * 4 + 4].to_vec()).collect()
+            };
+            let want = naive(&rows(&q, nq), &rows(&k, nk), &rows(&v, nk), |_, _| 0.0);
+            for i in 0..nq {
+                for dd in 0..4 {
+                    assert!((out[i * d + h * 4 + dd] - want[i][dd]).abs() < 1e-5);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! [`Ops`] on the CPU: one f32 arena for every activation, kernels spread over a thread pool.
+//!
+//! Ops read some buffers and write another; the arena is one allocation, so each op takes its
+//! slices with [`CpuOps::io`], which checks that what it writes overlaps nothing it reads.
+
+use super::attention::{dense_attention, window_attention};
+use super::gemm::{self, PackedB};
+use super::kernels::{self, DepthwiseArgs, SharedMut};
+use super::pool::ThreadPool;
+use crate::segment::ops::{Buf, Epilogue, Ops, WindowGeometry};
+
+/// Scratch floats per thread for the attention kernels (windows of 196 tokens × 32 channels
+/// need 50 960; dense attention over 4096 keys needs 4096).
+const SCRATCH_PER_THREAD: usize = 1 << 16;
+
+pub struct CpuOps {
+    pool: ThreadPool,
+    arena: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+pub struct DepthwiseKernel {
+    taps: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl CpuOps {
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let pool = ThreadPool::new(threads)?;
+        let scratch = vec![0.0; SCRATCH_PER_THREAD * pool.threads()];
+        Ok(CpuOps { pool, arena: Vec::new(), scratch })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    fn get(&self, b: Buf) -> &[f32] {
+        &self.arena[b.offset..b.offset + b.len]
+    }
+
+    fn get_mut(&mut self, b: Buf) -> &mut [f32] {
+        &mut self.arena[b.offset..b.offset + b.len]
+    }
+
+    /// The slices of `inputs` and, mutably, of `out`, which must overlap none of them.
+    fn io<const N: usize>(&mut self, inputs: [Buf; N], out: Buf) -> ([&[f32]; N], &mut [f32], &ThreadPool, &mut [f32]) {
+        assert!(out.offset + out.len <= self.arena.len(), "output outside the arena");
+        for b in inputs {
+            assert!(b.offset + b.len <= self.arena.len(), "input outside the arena");
+            assert!(b.offset + b.len <= out.offset || out.offset + out.len <= b.offset, "op writes what it reads");
+        }
+        let base = SharedMut(self.arena.as_mut_ptr());
+        // SAFETY: every range is inside the arena (checked above) and the output overlaps no
+        // input, so the shared and the mutable slices never alias.
+        let ins = inputs.map(|b| unsafe { &*base.rows(b.offset, b.len) });
+        let out = unsafe { base.rows(out.offset, out.len) };
+        (ins, out, &self.pool, &mut self.scratch)
+    }
+}
+
+fn gemm_epilogue(e: Epilogue) -> gemm::Epilogue {
+    match e {
+        Epilogue::None => gemm::Epilogue::None,
+        Epilogue::Gelu => gemm::Epilogue::Gelu,
+        Epilogue::Relu => gemm::Epilogue::Relu,
+        Epilogue::AddToOutput => gemm::Epilogue::AddToOutput,
+    }
+}
+
+impl Ops for CpuOps {
+    type Linear = PackedB;
+    type Vector = Vec<f32>;
+    type Depthwise = DepthwiseKernel;
+
+    fn allocate_arena(&mut self, len: usize) {
+        self.arena = vec![0.0; len];
+    }
+
+    fn linear_weight(&mut self, weight: &[f32], out: usize, inputs: usize, bias: Option<&[f32]>) -> PackedB {
+        PackedB::from_linear(weight, out, inputs, bias)
+    }
+
+    fn matrix_weight(&mut self, weight: &[f32], inputs: usize, out: usize, bias: Option<&[f32]>) -> PackedB {
+        PackedB::from_k_by_n(weight, inputs, out, bias)
+    }
+
+    fn vector(&mut self, values: &[f32]) -> Vec<f32> {
+        values.to_vec()
+    }
+
+    fn depthwise_weight(&mut self, weight: &[f32], bias: &[f32]) -> DepthwiseKernel {
+        let c = bias.len();
+        assert_eq!(weight.len(), c * 9, "depthwise weight");
+        let mut taps = vec![0.0; 9 * c];
+        for ch in 0..c {
+            for t in 0..9 {
+                taps[t * c + ch] = weight[ch * 9 + t];
+            }
+        }
+        DepthwiseKernel { taps, bias: bias.to_vec() }
+    }
+
+    fn upload(&mut self, dst: Buf, values: &[f32]) {
+        self.get_mut(dst)[..values.len()].copy_from_slice(values);
+    }
+
+    fn download(&mut self, src: Buf, out: &mut [f32]) {
+        let n = out.len();
+        out.copy_from_slice(&self.get(src)[..n]);
+    }
+
+    fn copy(&mut self, src: Buf, dst: Buf) {
+        let ([s], d, _, _) = self.io([src], dst);
+        d[..s.len()].copy_from_slice(s);
+    }
+
+    fn linear(&mut self, x: Buf, rows: usize, w: &PackedB, out: Buf, epilogue: Epilogue) {
+        let ([a], c, pool, _) = self.io([x], out);
+        gemm::gemm(pool, a, w.k, rows, w, c, w.n, gemm_epilogue(epilogue));
+    }
+
+    fn layer_norm(&mut self, x: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32, out: Buf) {
+        let ([a], o, pool, _) = self.io([x], out);
+        kernels::layer_norm(pool, a, rows, gamma.len(), gamma, beta, eps, o);
+    }
+
+    fn depthwise(
+        &mut self,
+        x: Buf,
+        height: usize,
+        width: usize,
+        channels: usize,
+        stride: usize,
+        k: &DepthwiseKernel,
+        gelu: bool,
+        out: Buf,
+    ) {
+        let ([input], o, pool, _) = self.io([x], out);
+        let args = DepthwiseArgs { input, height, width, channels, stride, taps: &k.taps, bias: &k.bias, gelu };
+        kernels::depthwise3x3(pool, &args, o);
+    }
+
+    fn gelu(&mut self, x: Buf) {
+        let ([], o, pool, _) = self.io([], x);
+        kernels::gelu_par(pool, o);
+    }
+
+    fn add_gelu(&mut self, x: Buf, residual: Buf) {
+        let ([r], o, pool, _) = self.io([residual], x);
+        kernels::add_gelu_par(pool, o, r);
+    }
+
+    fn add(&mut self, x: Buf, other: Buf) {
+        let ([r], o, _, _) = self.io([other], x);
+        kernels::add_in_place(o, r);
+    }
+
+    fn add_into(&mut self, a: Buf, b: Buf, out: Buf) {
+        let ([a, b], o, _, _) = self.io([a, b], out);
+        kernels::add_into(o, a, b);
+    }
+
+    fn add_row(&mut self, x: Buf, rows: usize, row: &Vec<f32>) {
+        let o = self.get_mut(x);
+        for r in o.chunks_exact_mut(row.len()).take(rows) {
+            kernels::add_in_place(r, row);
+        }
+    }
+
+    fn pad_image(&mut self, x: Buf, g: &WindowGeometry, channels: usize, out: Buf) {
+        let ([src], dst, _, _) = self.io([x], out);
+        let c = channels;
+        dst[..g.padded_height * g.padded_width * c].fill(0.0);
+        for y in 0..g.height {
+            let from = &src[y * g.width * c..(y + 1) * g.width * c];
+            dst[y * g.padded_width * c..][..g.width * c].copy_from_slice(from);
+        }
+    }
+
+    fn window_attention(&mut self, qkv: Buf, g: &WindowGeometry, bias: &Vec<f32>, out: Buf) {
+        let ([q], o, pool, scratch) = self.io([qkv], out);
+        window_attention(pool, q, g, bias, o, scratch);
+    }
+
+    fn attention(&mut self, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, d: usize, heads: usize, out: Buf) {
+        let ([q, k, v], o, pool, scratch) = self.io([q, k, v], out);
+        dense_attention(pool, q, nq, k, v, nk, d, heads, o, scratch);
+    }
+
+    fn im2col3x3(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf) {
+        let ([src], dst, pool, _) = self.io([x], out);
+        let c = channels;
+        let row = 9 * c;
+        let d = SharedMut(dst.as_mut_ptr());
+        pool.for_each(height, &|y| {
+            for x in 0..width {
+                // SAFETY: task y writes the rows of output pixels (y, *) only.
+                let o = unsafe { d.rows((y * width + x) * row, row) };
+                for tap in 0..9 {
+                    let (iy, ix) = ((y + tap / 3) as isize - 1, (x + tap % 3) as isize - 1);
+                    let part = &mut o[tap * c..(tap + 1) * c];
+                    if (0..height as isize).contains(&iy) && (0..width as isize).contains(&ix) {
+                        part.copy_from_slice(&src[(iy as usize * width + ix as usize) * c..][..c]);
+                    } else {
+                        part.fill(0.0);
+                    }
+                }
+            }
+        });
+    }
+
+    fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf) {
+        let ([src], dst, _, _) = self.io([x], out);
+        let c = channels;
+        for y in 0..height {
+            for x in 0..width {
+                let from = &src[(y * width + x) * 4 * c..][..4 * c];
+                for (q, part) in from.chunks_exact(c).enumerate() {
+                    let (dy, dx) = (q / 2, q % 2);
+                    dst[((2 * y + dy) * 2 * width + 2 * x + dx) * c..][..c].copy_from_slice(part);
+                }
+            }
+        }
+    }
+
+    fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf) {
+        let ([a, v], o, _, _) = self.io([a, v], out);
+        for (r, ov) in o.iter_mut().take(rows).enumerate() {
+            *ov = a[r * cols..(r + 1) * cols].iter().zip(v).map(|(x, y)| x * y).sum();
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! SAM's mask decoder (LiteMedSAM's weights) as [`Ops`]: a two-way transformer between the
+//! output tokens and the 64×64 image embedding, 4× upscaling by transposed convolutions, and the
+//! hypernetwork that turns mask token 0 into 256×256 logits; the IoU head rates the mask.
+//! Multimask output is off: mask token 0 and IoU output 0 (`tools/reference/README.md` §4).
+
+use super::prompt::{DIM, MAX_SPARSE_TOKENS};
+use super::{WeightSource, linear, norm};
+use crate::model::WeightsError;
+use crate::segment::ops::{ArenaPlan, Buf, Epilogue, Ops};
+
+const SIDE: usize = 64;
+const KEYS: usize = SIDE * SIDE;
+const HEADS: usize = 8;
+/// Cross-attention works at half width (attention downsample rate 2).
+const CROSS_DIM: usize = DIM / 2;
+const MLP_DIM: usize = 2048;
+/// IoU token + 4 mask tokens.
+const OUTPUT_TOKENS: usize = 5;
+pub const MAX_TOKENS: usize = OUTPUT_TOKENS + MAX_SPARSE_TOKENS;
+const LN_EPS: f32 = 1e-5;
+const LN2D_EPS: f32 = 1e-6;
+pub const MASK_SIDE: usize = 256;
+
+struct Attention<O: Ops> {
+    q: O::Linear,
+    k: O::Linear,
+    v: O::Linear,
+    out: O::Linear,
+    dim: usize,
+}
+
+struct Layer<O: Ops> {
+    self_attn: Attention<O>,
+    norm1: (O::Vector, O::Vector),
+    to_image: Attention<O>,
+    norm2: (O::Vector, O::Vector),
+    lin1: O::Linear,
+    lin2: O::Linear,
+    norm3: (O::Vector, O::Vector),
+    norm4: (O::Vector, O::Vector),
+    to_tokens: Attention<O>,
+}
+
+/// Activation buffers.
+struct Buffers {
+    /// Output + prompt tokens, and their initial values (the queries' positional encoding).
+    tokens: Buf,
+    token_pe: Buf,
+    keys: Buf,
+    key_pe: Buf,
+    /// Token-sized scratch.
+    t: [Buf; 4],
+    /// Key-sized scratch (4096 × 256).
+    k: [Buf; 3],
+    hidden: Buf,
+    up1: Buf,
+    up1_shuffled: Buf,
+    up1_norm: Buf,
+    up2: Buf,
+    up2_shuffled: Buf,
+    hyper: [Buf; 3],
+    iou: [Buf; 3],
+    pub logits: Buf,
+}
+
+pub struct Decoder<O: Ops> {
+    output_tokens: Vec<f32>,
+    no_mask: O::Vector,
+    layers: Vec<Layer<O>>,
+    final_attn: Attention<O>,
+    final_norm: (O::Vector, O::Vector),
+    up1: O::Linear,
+    up1_norm: (O::Vector, O::Vector),
+    up2: O::Linear,
+    hyper: [O::Linear; 3],
+    iou: [O::Linear; 3],
+    b: Buffers,
+    /// Where the dense positional encoding is uploaded once.
+    pub key_pe: Buf,
+    pub logits: Buf,
+    pub iou_out: Buf,
+}
+
+fn attention<O: Ops>(ops: &mut O, w: &WeightSource, prefix: &str, dim: usize) -> Result<Attention<O>, WeightsError> {
+    Ok(Attention {
+        q: linear(ops, w, &format!("{prefix}.q_proj"), dim, DIM)?,
+        k: linear(ops, w, &format!("{prefix}.k_proj"), dim, DIM)?,
+        v: linear(ops, w, &format!("{prefix}.v_proj"), dim, DIM)?,
+        out: linear(ops, w, &format!("{prefix}.out_proj"), DIM, dim)?,
+        dim,
+    })
+}
+
+/// A ConvTranspose2d with kernel 2, stride 2, as a product: weight (in, out, 2, 2) → columns
+/// ordered (dy, dx, out), bias repeated per position; `pixel_shuffle2` then places the results.
+fn transposed_conv<O: Ops>(
+    ops: &mut O,
+    w: &WeightSource,
+    prefix: &str,
+    inputs: usize,
+    out: usize,
+) -> Result<O::Linear, WeightsError> {
+    let t = w.get(&format!("{prefix}.weight"), &[inputs, out, 2, 2])?;
+    let b = w.get(&format!("{prefix}.bias"), &[out])?;
+    let mut m = vec![0.0; inputs * 4 * out];
+    for i in 0..inputs {
+        for o in 0..out {
+            for q in 0..4 {
+                m[i * 4 * out + q * out + o] = t[(i * out + o) * 4 + q];
+            }
+        }
+    }
+    let bias: Vec<f32> = (0..4).flat_map(|_| b.iter().copied()).collect();
+    Ok(ops.matrix_weight(&m, inputs, 4 * out, Some(&bias)))
+}
+
+fn mlp3<O: Ops>(ops: &mut O, w: &WeightSource, prefix: &str, out: usize) -> Result<[O::Linear; 3], WeightsError> {
+    Ok([
+        linear(ops, w, &format!("{prefix}.layers.0"), DIM, DIM)?,
+        linear(ops, w, &format!("{prefix}.layers.1"), DIM, DIM)?,
+        linear(ops, w, &format!("{prefix}.layers.2"), out, DIM)?,
+    ])
+}
+
+impl<O: Ops> Decoder<O> {
+    pub fn plan(ops: &mut O, w: &WeightSource, no_mask: &[f32], arena: &mut ArenaPlan) -> Result<Self, WeightsError> {
+        let p = "mask_decoder";
+        let mut output_tokens = w.get(&format!("{p}.iou_token.weight"), &[1, DIM])?.to_vec();
+        output_tokens.extend_from_slice(w.get(&format!("{p}.mask_tokens.weight"), &[4, DIM])?);
+        let mut layers = Vec::new();
+        for l in 0..2 {
+            let q = format!("{p}.transformer.layers.{l}");
+            layers.push(Layer {
+                self_attn: attention(ops, w, &format!("{q}.self_attn"), DIM)?,
+                norm1: norm(ops, w, &format!("{q}.norm1"), DIM)?,
+                to_image: attention(ops, w, &format!("{q}.cross_attn_token_to_image"), CROSS_DIM)?,
+                norm2: norm(ops, w, &format!("{q}.norm2"), DIM)?,
+                lin1: linear(ops, w, &format!("{q}.mlp.lin1"), MLP_DIM, DIM)?,
+                lin2: linear(ops, w, &format!("{q}.mlp.lin2"), DIM, MLP_DIM)?,
+                norm3: norm(ops, w, &format!("{q}.norm3"), DIM)?,
+                norm4: norm(ops, w, &format!("{q}.norm4"), DIM)?,
+                to_tokens: attention(ops, w, &format!("{q}.cross_attn_image_to_token"), CROSS_DIM)?,
+            });
+        }
+        let t = || MAX_TOKENS * DIM;
+        let k = KEYS * DIM;
+        let mut a = |n: usize| arena.alloc(n);
+        let b = Buffers {
+            tokens: a(t()),
+            token_pe: a(t()),
+            keys: a(k),
+            key_pe: a(k),
+            t: [a(t()), a(t()), a(t()), a(t())],
+            k: [a(k), a(k), a(k)],
+            hidden: a(MAX_TOKENS * MLP_DIM),
+            up1: a(KEYS * 4 * 64),
+            up1_shuffled: a(KEYS * 4 * 64),
+            up1_norm: a(KEYS * 4 * 64),
+            up2: a(KEYS * 16 * 32),
+            up2_shuffled: a(KEYS * 16 * 32),
+            hyper: [a(DIM), a(DIM), a(32)],
+            iou: [a(DIM), a(DIM), a(4)],
+            logits: a(MASK_SIDE * MASK_SIDE),
+        };
+        Ok(Decoder {
+            output_tokens,
+            no_mask: ops.vector(no_mask),
+            layers,
+            final_attn: attention(ops, w, &format!("{p}.transformer.final_attn_token_to_image"), CROSS_DIM)?,
+            final_norm: norm(ops, w, &format!("{p}.transformer.norm_final_attn"), DIM)?,
+            up1: transposed_conv(ops, w, &format!("{p}.output_upscaling.0"), DIM, 64)?,
+            up1_norm: norm(ops, w, &format!("{p}.output_upscaling.1"), 64)?,
+            up2: transposed_conv(ops, w, &format!("{p}.output_upscaling.3"), 64, 32)?,
+            hyper: mlp3(ops, w, &format!("{p}.output_hypernetworks_mlps.0"), 32)?,
+            iou: mlp3(ops, w, &format!("{p}.iou_prediction_head"), 4)?,
+            key_pe: b.key_pe,
+            logits: b.logits,
+            iou_out: b.iou[2],
+            b,
+        })
+    }
+
+    /// `x = LayerNorm(x + delta)` (the transformer's post-norm residual).
+    fn add_norm(&self, ops: &mut O, x: Buf, delta: Buf, rows: usize, n: &(O::Vector, O::Vector), tmp: Buf) {
+        ops.add(x, delta);
+        ops.layer_norm(x, rows, &n.0, &n.1, LN_EPS, tmp);
+        ops.copy(tmp, x);
+    }
+
+    /// Attention with projections: `out = out_proj(attn(q_proj(q_in), k_proj(k_in), v_proj(v_in)))`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        ops: &mut O,
+        a: &Attention<O>,
+        q_in: Buf,
+        nq: usize,
+        k_in: Buf,
+        v_in: Buf,
+        nk: usize,
+        scratch: [Buf; 4],
+        out: Buf,
+    ) {
+        let [qs, ks, vs, att] = scratch;
+        let d = a.dim;
+        ops.linear(q_in, nq, &a.q, qs.prefix(nq * d), Epilogue::None);
+        ops.linear(k_in, nk, &a.k, ks.prefix(nk * d), Epilogue::None);
+        ops.linear(v_in, nk, &a.v, vs.prefix(nk * d), Epilogue::None);
+        ops.attention(qs.prefix(nq * d), nq, ks.prefix(nk * d), vs.prefix(nk * d), nk, d, HEADS, att.prefix(nq * d));
+        ops.linear(att.prefix(nq * d), nq, &a.out, out.prefix(nq * DIM), Epilogue::None);
+    }
+
+    /// Runs the decoder on `embedding` with `sparse` prompt tokens (host rows of 256);
+    /// the logits land in `self.logits` (256 × 256) and the IoU estimate in `self.iou_out[0]`.
+    pub fn run(&self, ops: &mut O, embedding: Buf, sparse: &[f32]) {
+        let b = &self.b;
+        let n = OUTPUT_TOKENS + sparse.len() / DIM;
+        let (tokens, tpe) = (b.tokens.prefix(n * DIM), b.token_pe.prefix(n * DIM));
+        let [t0, t1, t2, t3] = b.t.map(|t| t.prefix(n * DIM));
+        let [k0, k1, k2] = b.k;
+        ops.upload(tokens, &self.output_tokens);
+        ops.upload(tokens.slice(OUTPUT_TOKENS * DIM, sparse.len()), sparse);
+        ops.copy(tokens, tpe);
+        ops.copy(embedding, b.keys);
+        ops.add_row(b.keys, KEYS, &self.no_mask);
+        let (keys, kpe) = (b.keys, b.key_pe);
+        for (i, l) in self.layers.iter().enumerate() {
+            // Self-attention; the first layer's has no positional encoding and no residual.
+            if i == 0 {
+                self.attend(ops, &l.self_attn, tokens, n, tokens, tokens, n, [t0, t1, t2, t3], b.hidden);
+                ops.copy(b.hidden.prefix(n * DIM), tokens);
+                ops.layer_norm(tokens, n, &l.norm1.0, &l.norm1.1, LN_EPS, t0);
+                ops.copy(t0, tokens);
+            } else {
+                ops.add_into(tokens, tpe, b.hidden.prefix(n * DIM));
+                self.attend(
+                    ops,
+                    &l.self_attn,
+                    b.hidden.prefix(n * DIM),
+                    n,
+                    b.hidden.prefix(n * DIM),
+                    tokens,
+                    n,
+                    [t0, t1, t2, t3],
+                    k0,
+                );
+                self.add_norm(ops, tokens, k0.prefix(n * DIM), n, &l.norm1, t0);
+            }
+            // Tokens attend to the image.
+            self.token_to_image(ops, &l.to_image, &l.norm2, n);
+            // MLP (ReLU).
+            ops.linear(tokens, n, &l.lin1, b.hidden.prefix(n * MLP_DIM), Epilogue::Relu);
+            ops.linear(b.hidden.prefix(n * MLP_DIM), n, &l.lin2, t1, Epilogue::None);
+            self.add_norm(ops, tokens, t1, n, &l.norm3, t0);
+            // The image attends to the tokens (with the tokens just updated).
+            ops.add_into(keys, kpe, k0);
+            ops.add_into(tokens, tpe, t0);
+            let c = CROSS_DIM;
+            ops.linear(k0, KEYS, &l.to_tokens.q, k1.prefix(KEYS * c), Epilogue::None);
+            ops.linear(t0, n, &l.to_tokens.k, t1.prefix(n * c), Epilogue::None);
+            ops.linear(tokens, n, &l.to_tokens.v, t2.prefix(n * c), Epilogue::None);
+            ops.attention(
+                k1.prefix(KEYS * c),
+                KEYS,
+                t1.prefix(n * c),
+                t2.prefix(n * c),
+                n,
+                c,
+                HEADS,
+                k2.prefix(KEYS * c),
+            );
+            ops.linear(k2.prefix(KEYS * c), KEYS, &l.to_tokens.out, k1, Epilogue::None);
+            self.add_norm(ops, keys, k1, KEYS, &l.norm4, k0);
+        }
+        self.token_to_image(ops, &self.final_attn, &self.final_norm, n);
+        // Upscaling: 64² × 256 → 128² × 64 → 256² × 32.
+        ops.linear(keys, KEYS, &self.up1, b.up1, Epilogue::None);
+        ops.pixel_shuffle2(b.up1, SIDE, SIDE, 64, b.up1_shuffled);
+        ops.layer_norm(b.up1_shuffled, 4 * KEYS, &self.up1_norm.0, &self.up1_norm.1, LN2D_EPS, b.up1_norm);
+        ops.gelu(b.up1_norm);
+        ops.linear(b.up1_norm, 4 * KEYS, &self.up2, b.up2, Epilogue::Gelu);
+        ops.pixel_shuffle2(b.up2, 2 * SIDE, 2 * SIDE, 32, b.up2_shuffled);
+        // Mask token 0 (row 1) through its hypernetwork, IoU token (row 0) through the IoU head.
+        let mask_token = tokens.slice(DIM, DIM);
+        ops.linear(mask_token, 1, &self.hyper[0], b.hyper[0], Epilogue::Relu);
+        ops.linear(b.hyper[0], 1, &self.hyper[1], b.hyper[1], Epilogue::Relu);
+        ops.linear(b.hyper[1], 1, &self.hyper[2], b.hyper[2], Epilogue::None);
+        ops.matvec(b.up2_shuffled, MASK_SIDE * MASK_SIDE, 32, b.hyper[2], b.logits);
+        ops.linear(tokens.prefix(DIM), 1, &self.iou[0], b.iou[0], Epilogue::Relu);
+        ops.linear(b.iou[0], 1, &self.iou[1], b.iou[1], Epilogue::Relu);
+        ops.linear(b.iou[1], 1, &self.iou[2], b.iou[2], Epilogue::None);
+    }
+
+    /// `tokens = norm(tokens + attn(q = tokens + pe, k = keys + key_pe, v = keys))`.
+    fn token_to_image(&self, ops: &mut O, a: &Attention<O>, n_: &(O::Vector, O::Vector), n: usize) {
+        let b = &self.b;
+        let tokens = b.tokens.prefix(n * DIM);
+        let [t0, t1, t2, t3] = b.t.map(|t| t.prefix(n * DIM));
+        let [k0, k1, k2] = b.k;
+        let c = a.dim;
+        ops.add_into(tokens, b.token_pe.prefix(n * DIM), t0);
+        ops.add_into(b.keys, b.key_pe, k0);
+        ops.linear(t0, n, &a.q, t1.prefix(n * c), Epilogue::None);
+        ops.linear(k0, KEYS, &a.k, k1.prefix(KEYS * c), Epilogue::None);
+        ops.linear(b.keys, KEYS, &a.v, k2.prefix(KEYS * c), Epilogue::None);
+        ops.attention(t1.prefix(n * c), n, k1.prefix(KEYS * c), k2.prefix(KEYS * c), KEYS, c, HEADS, t2.prefix(n * c));
+        ops.linear(t2.prefix(n * c), n, &a.out, t3, Epilogue::None);
+        self.add_norm(ops, tokens, t3, n, n_, t0);
+    }
+}

@@ -1,0 +1,146 @@
+//! The operations the LiteMedSAM graph is written against. An engine (CPU now, CUDA later)
+//! supplies them; the graph (`graph/`) is written once.
+//!
+//! Activations live in one arena per engine, planned once from the input shape: a [`Buf`] is a
+//! range of it. Layout is token-major throughout (rows of channels: an H × W × C image is H·W
+//! rows of C), so 1×1 convolutions, linear layers and LayerNorm2d are all row operations.
+//! Weights are prepared once at plan time into the engine's own layout ([`Ops::Linear`] etc.).
+
+/// A range of the engine's activation arena, in f32 elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buf {
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Buf {
+    /// The first `len` elements (a smaller tensor in a scratch buffer).
+    pub fn prefix(self, len: usize) -> Buf {
+        assert!(len <= self.len, "buffer of {} holds no {len}", self.len);
+        Buf { offset: self.offset, len }
+    }
+
+    /// `len` elements starting `offset` elements in.
+    pub fn slice(self, offset: usize, len: usize) -> Buf {
+        assert!(offset + len <= self.len, "buffer of {} holds no [{offset}, +{len})", self.len);
+        Buf { offset: self.offset + offset, len }
+    }
+}
+
+/// Hands out arena ranges at plan time.
+#[derive(Debug, Default)]
+pub struct ArenaPlan {
+    len: usize,
+}
+
+impl ArenaPlan {
+    pub fn alloc(&mut self, len: usize) -> Buf {
+        // 16-float alignment keeps every buffer on a 64-byte boundary.
+        let offset = self.len.next_multiple_of(16);
+        self.len = offset + len;
+        Buf { offset, len }
+    }
+
+    /// Total arena size in f32 elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What follows a product, per output element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    None,
+    Gelu,
+    Relu,
+    /// Add to the output's previous value (a residual connection).
+    AddToOutput,
+}
+
+/// Geometry of one windowed self-attention over an image of tokens (TinyViT).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowGeometry {
+    /// The image, in tokens.
+    pub height: usize,
+    pub width: usize,
+    /// Zero-padded up to whole windows.
+    pub padded_height: usize,
+    pub padded_width: usize,
+    pub window: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+pub trait Ops {
+    /// A weight matrix (with bias) for `rows × in → rows × out` products.
+    type Linear;
+    /// A per-channel vector (LayerNorm scale/shift, attention biases).
+    type Vector;
+    /// A depthwise 3×3 kernel with its bias.
+    type Depthwise;
+
+    // Plan time.
+    /// Allocates the activation arena (f32 elements), once, after the graph planned its buffers.
+    fn allocate_arena(&mut self, len: usize);
+    /// `weight` is PyTorch's (out × in), `y = x Wᵀ + b`.
+    fn linear_weight(&mut self, weight: &[f32], out: usize, inputs: usize, bias: Option<&[f32]>) -> Self::Linear;
+    /// `weight` row-major (in × out).
+    fn matrix_weight(&mut self, weight: &[f32], inputs: usize, out: usize, bias: Option<&[f32]>) -> Self::Linear;
+    fn vector(&mut self, values: &[f32]) -> Self::Vector;
+    /// `weight` is PyTorch's depthwise (C × 1 × 3 × 3).
+    fn depthwise_weight(&mut self, weight: &[f32], bias: &[f32]) -> Self::Depthwise;
+
+    // Run time.
+    /// Copies host values into a buffer (the input plane, prompt tokens).
+    fn upload(&mut self, dst: Buf, values: &[f32]);
+    /// Copies a buffer out to the host (outputs).
+    fn download(&mut self, src: Buf, out: &mut [f32]);
+    fn copy(&mut self, src: Buf, dst: Buf);
+    /// `out[rows × out] = epilogue(x[rows × in] · W + b)`.
+    fn linear(&mut self, x: Buf, rows: usize, w: &Self::Linear, out: Buf, epilogue: Epilogue);
+    fn layer_norm(&mut self, x: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32, out: Buf);
+    /// Depthwise 3×3, padding 1, stride 1 or 2, on an H × W × C image; optional GELU.
+    #[allow(clippy::too_many_arguments)]
+    fn depthwise(
+        &mut self,
+        x: Buf,
+        height: usize,
+        width: usize,
+        channels: usize,
+        stride: usize,
+        k: &Self::Depthwise,
+        gelu: bool,
+        out: Buf,
+    );
+    fn gelu(&mut self, x: Buf);
+    /// `x = gelu(x + residual)`.
+    fn add_gelu(&mut self, x: Buf, residual: Buf);
+    /// `x += other`.
+    fn add(&mut self, x: Buf, other: Buf);
+    /// `out = a + b`.
+    fn add_into(&mut self, a: Buf, b: Buf, out: Buf);
+    /// `x[r] += row` for every row.
+    fn add_row(&mut self, x: Buf, rows: usize, row: &Self::Vector);
+    /// Copies an H × W × C image into the top-left of a zeroed Hp × Wp × C one.
+    fn pad_image(&mut self, x: Buf, g: &WindowGeometry, channels: usize, out: Buf);
+    /// Windowed attention on a padded grid of per-head interleaved `[q | k | v]` rows
+    /// (Hp·Wp × heads·3·head_dim), with a relative-position bias table (heads × window²), for the
+    /// unpadded queries only: `out` is H·W × heads·head_dim.
+    fn window_attention(&mut self, qkv: Buf, g: &WindowGeometry, bias: &Self::Vector, out: Buf);
+    /// Multi-head attention: q (nq × d), k and v (nk × d), heads split as contiguous channel
+    /// blocks; `out` is nq × d.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&mut self, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, d: usize, heads: usize, out: Buf);
+    /// 3×3 patches (padding 1) of an H × W × C image as rows of 9·C, tap-major: for a full 3×3
+    /// convolution as one product.
+    fn im2col3x3(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
+    /// Rows of (2 × 2 × C) per pixel of an H × W image → a 2H × 2W × C image (a 2×2, stride-2
+    /// transposed convolution after its product).
+    fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
+    /// `out[r] = a[r] · v` for an rows × cols `a` and a cols `v` (both activations).
+    fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf);
+}
