@@ -125,3 +125,25 @@ fn cpu_engine_matches_the_reference_on_every_golden_case() {
     }
     assert!(failures.is_empty(), "outside the tolerances: {failures:?}");
 }
+
+/// Not a test of correctness: prints where the CPU engine's time goes, per op kind.
+/// `cargo test --release --test segment_parity -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn profile_by_op_kind() {
+    let Some(weights) = weights() else { return };
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
+    let case = &cases["cases"][0];
+    let mut ops = CpuOps::new(2).unwrap();
+    ops.start_profile();
+    let mut model = LiteMedSam::plan(ops, &weights).unwrap();
+    let mut logits = vec![0.0; 256 * 256];
+    for _ in 0..3 {
+        model.encode(&plane(case));
+        model.decode(&prompt_of(case), &mut logits);
+    }
+    let profile = model.ops_mut().take_profile().unwrap();
+    for (i, kind) in sonoflow::segment::cpu::ops::OpKind::ALL.iter().enumerate() {
+        eprintln!("{:45} {:8.1} ms/frame {:6} calls", kind.name(), profile.ns[i] as f64 / 3e6, profile.calls[i] / 3);
+    }
+}

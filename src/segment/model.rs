@@ -48,6 +48,11 @@ impl<O: Ops> LiteMedSam<O> {
         self.iou[0]
     }
 
+    /// The engine's ops (for profiling and diagnostics).
+    pub fn ops_mut(&mut self) -> &mut O {
+        &mut self.ops
+    }
+
     /// The last image embedding, token layout (4096 × 256).
     pub fn embedding(&mut self, out: &mut [f32]) {
         assert_eq!(out.len(), EMBED_SIDE * EMBED_SIDE * EMBED_DIM);

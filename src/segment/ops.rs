@@ -128,8 +128,8 @@ pub trait Ops {
     /// Copies an H × W × C image into the top-left of a zeroed Hp × Wp × C one.
     fn pad_image(&mut self, x: Buf, g: &WindowGeometry, channels: usize, out: Buf);
     /// Windowed attention on a padded grid of per-head interleaved `[q | k | v]` rows
-    /// (Hp·Wp × heads·3·head_dim), with a relative-position bias table (heads × window²), for the
-    /// unpadded queries only: `out` is H·W × heads·head_dim.
+    /// (Hp·Wp × heads·3·head_dim), with a relative-position bias expanded to heads × n × n
+    /// ([`expand_window_bias`]), for the unpadded queries only: `out` is H·W × heads·head_dim.
     fn window_attention(&mut self, qkv: Buf, g: &WindowGeometry, bias: &Self::Vector, out: Buf);
     /// Multi-head attention: q (nq × d), k and v (nk × d), heads split as contiguous channel
     /// blocks; `out` is nq × d.
@@ -143,4 +143,21 @@ pub trait Ops {
     fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
     /// `out[r] = a[r] · v` for an rows × cols `a` and a cols `v` (both activations).
     fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf);
+}
+
+/// Expands TinyViT's relative-position bias table (heads × window²) to heads × n × n for
+/// n = window² tokens: `bias[h][i][j] = table[h][|dy|·window + |dx|]`, where (dy, dx) is the
+/// offset between tokens i and j of a window.
+pub fn expand_window_bias(table: &[f32], heads: usize, window: usize) -> Vec<f32> {
+    let n = window * window;
+    let mut out = vec![0.0; heads * n * n];
+    for h in 0..heads {
+        for i in 0..n {
+            for j in 0..n {
+                let offset = (i / window).abs_diff(j / window) * window + (i % window).abs_diff(j % window);
+                out[(h * n + i) * n + j] = table[h * n + offset];
+            }
+        }
+    }
+    out
 }

@@ -6,9 +6,11 @@
 //! computed (padded tokens are keys and values, never outputs). Dense attention (the mask
 //! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
 
-use super::kernels::{SharedMut, softmax_in_place};
+use super::kernels::{SharedMut, softmax_in_place, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
+#[cfg(test)]
+use crate::segment::ops::expand_window_bias;
 
 /// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels.
 pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
@@ -20,8 +22,8 @@ pub fn dense_scratch_len(nk: usize) -> usize {
     nk
 }
 
-/// See [`crate::segment::ops::Ops::window_attention`]. `scratch` holds `threads ×
-/// window_scratch_len` floats.
+/// See [`crate::segment::ops::Ops::window_attention`]; `bias` is expanded to heads × n × n.
+/// `scratch` holds `threads × window_scratch_len` floats.
 pub fn window_attention(
     pool: &ThreadPool,
     qkv: &[f32],
@@ -32,69 +34,83 @@ pub fn window_attention(
 ) {
     let (ws, hd, heads) = (g.window, g.head_dim, g.heads);
     let n = ws * ws;
-    let c = heads * hd;
     let per_thread = window_scratch_len(n, hd);
     assert!(scratch.len() >= per_thread * pool.threads(), "window attention scratch");
-    assert!(qkv.len() >= g.padded_height * g.padded_width * 3 * c && out.len() >= g.height * g.width * c);
-    assert_eq!(bias.len(), heads * n, "attention bias table");
-    let (windows_y, windows_x) = (g.padded_height / ws, g.padded_width / ws);
-    let scale = (hd as f32).powf(-0.5);
+    assert!(
+        qkv.len() >= g.padded_height * g.padded_width * 3 * heads * hd && out.len() >= g.height * g.width * heads * hd
+    );
+    assert_eq!(bias.len(), heads * n * n, "expanded attention bias");
+    let windows_x = g.padded_width / ws;
     let out_ptr = SharedMut(out.as_mut_ptr());
     let scratch_ptr = SharedMut(scratch.as_mut_ptr());
-    pool.for_each_on_thread(windows_y * windows_x, &|w, thread| {
-        let (wy, wx) = (w / windows_x, w % windows_x);
+    pool.for_each_on_thread((g.padded_height / ws) * windows_x, &|w, thread| {
         // SAFETY: each thread uses its own slice of the scratch.
         let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
-        let (kt, rest) = s.split_at_mut(n * hd);
+        let job = Window { qkv, g, bias, out: out_ptr, wy: w / windows_x, wx: w % windows_x };
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn wide(job: &Window, s: &mut [f32]) {
+                job.run(s)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features `wide` was compiled for.
+                return unsafe { wide(&job, s) };
+            }
+        }
+        job.run(s)
+    });
+}
+
+/// One window of one image, all heads.
+struct Window<'a> {
+    qkv: &'a [f32],
+    g: &'a WindowGeometry,
+    bias: &'a [f32],
+    out: SharedMut,
+    wy: usize,
+    wx: usize,
+}
+
+impl Window<'_> {
+    /// Inlined into the wide and the baseline copies, so every inner loop vectorises.
+    #[inline(always)]
+    fn run(&self, scratch: &mut [f32]) {
+        let g = self.g;
+        let (ws, hd, heads) = (g.window, g.head_dim, g.heads);
+        let (n, c) = (ws * ws, heads * hd);
+        let scale = (hd as f32).powf(-0.5);
+        let (kt, rest) = scratch.split_at_mut(n * hd);
         let (v, scores) = rest.split_at_mut(n * hd);
-        let token = |t: usize| {
-            let (ty, tx) = (t / ws, t % ws);
-            ((wy * ws + ty) * g.padded_width + wx * ws + tx, wy * ws + ty, wx * ws + tx)
-        };
+        let grid = |t: usize| (self.wy * ws + t / ws) * g.padded_width + self.wx * ws + t % ws;
         for h in 0..heads {
             for t in 0..n {
-                let row = &qkv[token(t).0 * 3 * c + h * 3 * hd..][..3 * hd];
+                let row = &self.qkv[grid(t) * 3 * c + h * 3 * hd..][..3 * hd];
                 for d in 0..hd {
                     kt[d * n + t] = row[hd + d];
                 }
                 v[t * hd..(t + 1) * hd].copy_from_slice(&row[2 * hd..]);
             }
-            let table = &bias[h * n..(h + 1) * n];
             for i in 0..n {
-                let (gi, y, x) = token(i);
+                let (y, x) = (self.wy * ws + i / ws, self.wx * ws + i % ws);
                 if y >= g.height || x >= g.width {
                     continue;
                 }
-                let q = &qkv[gi * 3 * c + h * 3 * hd..][..hd];
+                let q = &self.qkv[grid(i) * 3 * c + h * 3 * hd..][..hd];
                 let srow = &mut scores[i * n..(i + 1) * n];
-                axpy_rows(q, kt, n, srow, scale);
-                let (iy, ix) = (i / ws, i % ws);
-                for (j, sv) in srow.iter_mut().enumerate() {
-                    let (jy, jx) = (j / ws, j % ws);
-                    *sv += table[iy.abs_diff(jy) * ws + ix.abs_diff(jx)];
+                srow.copy_from_slice(&self.bias[(h * n + i) * n..(h * n + i + 1) * n]);
+                for (d, &qd) in q.iter().enumerate() {
+                    axpy_body(qd * scale, &kt[d * n..(d + 1) * n], srow);
                 }
-                softmax_in_place(srow);
+                softmax_row(srow);
                 // SAFETY: query token (y, x) of head h belongs to this window alone.
-                let o = unsafe { out_ptr.rows((y * g.width + x) * c + h * hd, hd) };
-                weighted_sum(srow, v, hd, o);
+                let o = unsafe { self.out.rows((y * g.width + x) * c + h * hd, hd) };
+                o.fill(0.0);
+                for (j, &p) in srow.iter().enumerate() {
+                    axpy_body(p, &v[j * hd..(j + 1) * hd], o);
+                }
             }
         }
-    });
-}
-
-/// `out[j] = scale · Σ_d q[d] · kt[d][j]` for j in 0..n (kt is hd × n).
-fn axpy_rows(q: &[f32], kt: &[f32], n: usize, out: &mut [f32], scale: f32) {
-    out.fill(0.0);
-    for (d, &qd) in q.iter().enumerate() {
-        axpy(qd * scale, &kt[d * n..(d + 1) * n], out);
-    }
-}
-
-/// `out = Σ_j p[j] · v[j]` (v is n × hd).
-fn weighted_sum(p: &[f32], v: &[f32], hd: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    for (j, &pj) in p.iter().enumerate() {
-        axpy(pj, &v[j * hd..(j + 1) * hd], out);
     }
 }
 
@@ -197,7 +213,7 @@ mod tests {
         let bias: Vec<f32> = (0..2 * 9).map(|i| i as f32 * 0.05).collect();
         let mut out = vec![0.0; 20 * c];
         let mut scratch = vec![0.0; 2 * window_scratch_len(9, 4)];
-        window_attention(&pool, &qkv, &g, &bias, &mut out, &mut scratch);
+        window_attention(&pool, &qkv, &g, &expand_window_bias(&bias, 2, 3), &mut out, &mut scratch);
         for (wy, wx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
             let tokens: Vec<(usize, usize)> = (0..9).map(|t| (wy * 3 + t / 3, wx * 3 + t % 3)).collect();
             for h in 0..2 {

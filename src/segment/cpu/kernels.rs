@@ -246,18 +246,22 @@ pub fn depthwise3x3(pool: &ThreadPool, a: &DepthwiseArgs, out: &mut [f32]) {
     });
 }
 
+/// Softmax of one row, in place; inlined into the kernels that call it.
+#[inline(always)]
+pub(crate) fn softmax_row(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for v in x.iter_mut() {
+        *v = exp_neg(*v - max);
+    }
+    let inv = 1.0 / sum8(x.iter().copied(), x.len());
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
 multiversion! {
     fn softmax_in_place(x: &mut [f32]) {
-        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0;
-        for v in x.iter_mut() {
-            *v = exp_neg(*v - max);
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        for v in x.iter_mut() {
-            *v *= inv;
-        }
+        softmax_row(x)
     }
 }
 

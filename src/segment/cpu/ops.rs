@@ -17,6 +17,51 @@ pub struct CpuOps {
     pool: ThreadPool,
     arena: Vec<f32>,
     scratch: Vec<f32>,
+    /// Time and calls per op kind, when profiling is on.
+    profile: Option<OpProfile>,
+}
+
+/// The kinds of op, for the profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Linear,
+    LayerNorm,
+    Depthwise,
+    Elementwise,
+    WindowAttention,
+    Attention,
+    DataMovement,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 7] = [
+        OpKind::Linear,
+        OpKind::LayerNorm,
+        OpKind::Depthwise,
+        OpKind::Elementwise,
+        OpKind::WindowAttention,
+        OpKind::Attention,
+        OpKind::DataMovement,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Linear => "matrix products (linear, 1x1/3x3 conv)",
+            OpKind::LayerNorm => "layer norm",
+            OpKind::Depthwise => "depthwise 3x3 conv",
+            OpKind::Elementwise => "element-wise (GELU, adds)",
+            OpKind::WindowAttention => "window attention",
+            OpKind::Attention => "decoder attention",
+            OpKind::DataMovement => "copies, padding, im2col, shuffles",
+        }
+    }
+}
+
+/// Accumulated time (ns) and calls per [`OpKind`].
+#[derive(Debug, Clone, Default)]
+pub struct OpProfile {
+    pub ns: [u64; 7],
+    pub calls: [u64; 7],
 }
 
 pub struct DepthwiseKernel {
@@ -28,7 +73,28 @@ impl CpuOps {
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let pool = ThreadPool::new(threads)?;
         let scratch = vec![0.0; SCRATCH_PER_THREAD * pool.threads()];
-        Ok(CpuOps { pool, arena: Vec::new(), scratch })
+        Ok(CpuOps { pool, arena: Vec::new(), scratch, profile: None })
+    }
+
+    /// Starts (or restarts) timing every op by kind.
+    pub fn start_profile(&mut self) {
+        self.profile = Some(OpProfile::default());
+    }
+
+    pub fn take_profile(&mut self) -> Option<OpProfile> {
+        self.profile.take()
+    }
+
+    fn begin(&self) -> Option<std::time::Instant> {
+        self.profile.as_ref().map(|_| std::time::Instant::now())
+    }
+
+    fn end(&mut self, kind: OpKind, started: Option<std::time::Instant>) {
+        if let (Some(p), Some(t)) = (self.profile.as_mut(), started) {
+            let i = OpKind::ALL.iter().position(|&k| k == kind).expect("listed");
+            p.ns[i] += t.elapsed().as_nanos() as u64;
+            p.calls[i] += 1;
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -111,18 +177,24 @@ impl Ops for CpuOps {
     }
 
     fn copy(&mut self, src: Buf, dst: Buf) {
+        let started = self.begin();
         let ([s], d, _, _) = self.io([src], dst);
         d[..s.len()].copy_from_slice(s);
+        self.end(OpKind::DataMovement, started);
     }
 
     fn linear(&mut self, x: Buf, rows: usize, w: &PackedB, out: Buf, epilogue: Epilogue) {
+        let started = self.begin();
         let ([a], c, pool, _) = self.io([x], out);
         gemm::gemm(pool, a, w.k, rows, w, c, w.n, gemm_epilogue(epilogue));
+        self.end(OpKind::Linear, started);
     }
 
     fn layer_norm(&mut self, x: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32, out: Buf) {
+        let started = self.begin();
         let ([a], o, pool, _) = self.io([x], out);
         kernels::layer_norm(pool, a, rows, gamma.len(), gamma, beta, eps, o);
+        self.end(OpKind::LayerNorm, started);
     }
 
     fn depthwise(
@@ -136,39 +208,52 @@ impl Ops for CpuOps {
         gelu: bool,
         out: Buf,
     ) {
+        let started = self.begin();
         let ([input], o, pool, _) = self.io([x], out);
         let args = DepthwiseArgs { input, height, width, channels, stride, taps: &k.taps, bias: &k.bias, gelu };
         kernels::depthwise3x3(pool, &args, o);
+        self.end(OpKind::Depthwise, started);
     }
 
     fn gelu(&mut self, x: Buf) {
+        let started = self.begin();
         let ([], o, pool, _) = self.io([], x);
         kernels::gelu_par(pool, o);
+        self.end(OpKind::Elementwise, started);
     }
 
     fn add_gelu(&mut self, x: Buf, residual: Buf) {
+        let started = self.begin();
         let ([r], o, pool, _) = self.io([residual], x);
         kernels::add_gelu_par(pool, o, r);
+        self.end(OpKind::Elementwise, started);
     }
 
     fn add(&mut self, x: Buf, other: Buf) {
+        let started = self.begin();
         let ([r], o, _, _) = self.io([other], x);
         kernels::add_in_place(o, r);
+        self.end(OpKind::Elementwise, started);
     }
 
     fn add_into(&mut self, a: Buf, b: Buf, out: Buf) {
+        let started = self.begin();
         let ([a, b], o, _, _) = self.io([a, b], out);
         kernels::add_into(o, a, b);
+        self.end(OpKind::Elementwise, started);
     }
 
     fn add_row(&mut self, x: Buf, rows: usize, row: &Vec<f32>) {
+        let started = self.begin();
         let o = self.get_mut(x);
         for r in o.chunks_exact_mut(row.len()).take(rows) {
             kernels::add_in_place(r, row);
         }
+        self.end(OpKind::Elementwise, started);
     }
 
     fn pad_image(&mut self, x: Buf, g: &WindowGeometry, channels: usize, out: Buf) {
+        let started = self.begin();
         let ([src], dst, _, _) = self.io([x], out);
         let c = channels;
         dst[..g.padded_height * g.padded_width * c].fill(0.0);
@@ -176,19 +261,25 @@ impl Ops for CpuOps {
             let from = &src[y * g.width * c..(y + 1) * g.width * c];
             dst[y * g.padded_width * c..][..g.width * c].copy_from_slice(from);
         }
+        self.end(OpKind::DataMovement, started);
     }
 
     fn window_attention(&mut self, qkv: Buf, g: &WindowGeometry, bias: &Vec<f32>, out: Buf) {
+        let started = self.begin();
         let ([q], o, pool, scratch) = self.io([qkv], out);
         window_attention(pool, q, g, bias, o, scratch);
+        self.end(OpKind::WindowAttention, started);
     }
 
     fn attention(&mut self, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, d: usize, heads: usize, out: Buf) {
+        let started = self.begin();
         let ([q, k, v], o, pool, scratch) = self.io([q, k, v], out);
         dense_attention(pool, q, nq, k, v, nk, d, heads, o, scratch);
+        self.end(OpKind::Attention, started);
     }
 
     fn im2col3x3(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf) {
+        let started = self.begin();
         let ([src], dst, pool, _) = self.io([x], out);
         let c = channels;
         let row = 9 * c;
@@ -208,9 +299,11 @@ impl Ops for CpuOps {
                 }
             }
         });
+        self.end(OpKind::DataMovement, started);
     }
 
     fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf) {
+        let started = self.begin();
         let ([src], dst, _, _) = self.io([x], out);
         let c = channels;
         for y in 0..height {
@@ -222,12 +315,15 @@ impl Ops for CpuOps {
                 }
             }
         }
+        self.end(OpKind::DataMovement, started);
     }
 
     fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf) {
+        let started = self.begin();
         let ([a, v], o, _, _) = self.io([a, v], out);
         for (r, ov) in o.iter_mut().take(rows).enumerate() {
             *ov = a[r * cols..(r + 1) * cols].iter().zip(v).map(|(x, y)| x * y).sum();
         }
+        self.end(OpKind::Linear, started);
     }
 }

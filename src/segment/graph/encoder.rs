@@ -8,7 +8,7 @@
 
 use super::{WeightSource, linear, norm};
 use crate::model::WeightsError;
-use crate::segment::ops::{ArenaPlan, Buf, Epilogue, Ops, WindowGeometry};
+use crate::segment::ops::{ArenaPlan, Buf, Epilogue, Ops, WindowGeometry, expand_window_bias};
 
 pub const INPUT_SIDE: usize = 256;
 pub const EMBED_SIDE: usize = 64;
@@ -130,7 +130,7 @@ impl<O: Ops> Encoder<O> {
                     qkv: linear(ops, w, &format!("{q}.attn.qkv"), 3 * c, c)?,
                     biases: {
                         let t = w.get(&format!("{q}.attn.attention_biases"), &[g.heads, g.window * g.window])?;
-                        ops.vector(t)
+                        ops.vector(&expand_window_bias(t, g.heads, g.window))
                     },
                     proj: linear(ops, w, &format!("{q}.attn.proj"), c, c)?,
                     local: w.depthwise(ops, &format!("{q}.local_conv"), c)?,
