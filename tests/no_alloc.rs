@@ -21,10 +21,14 @@ thread_local! {
     static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Allocations on every thread (the segmentation engine's workers included).
+static ALL_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         THREAD_ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        ALL_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -34,6 +38,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         THREAD_ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        ALL_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -225,4 +230,34 @@ fn one_force_tick_allocates_nothing() {
         }
     }
     assert_eq!(measured, 0, "allocations in the force loop's tick");
+}
+
+#[test]
+fn segmentation_model_allocates_nothing_per_frame_after_warm_up() {
+    use sonoflow::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
+    use sonoflow::segment::cpu::ops::CpuOps;
+    use sonoflow::segment::graph::prompt::{Point, Prompt};
+    use sonoflow::segment::model::LiteMedSam;
+
+    let _serial = one_at_a_time();
+    let Some(weights) = locate_model_dir(LITEMEDSAM)
+        .and_then(|dir| Manifest::load(&dir).ok().map(|m| m.weights_path(&dir)))
+        .and_then(|path| Weights::load(path).map_err(|e| eprintln!("skipped: {e}")).ok())
+    else {
+        return;
+    };
+    let mut model = LiteMedSam::plan(CpuOps::new(2).unwrap(), &weights).unwrap();
+    let plane: Vec<f32> = (0..256 * 256).map(|i| ((i * 31) % 256) as f32 / 255.0).collect();
+    let mut logits = vec![0.0; 256 * 256];
+    let mut prompt = Prompt::from_box([40.0, 50.0, 150.0, 160.0]);
+    // Warm-up: the first frame may touch lazily initialised runtime state.
+    model.encode(&plane);
+    model.decode(&prompt, &mut logits);
+    assert!(prompt.push_point(Point { x: 90.0, y: 100.0, positive: true }));
+    let before = ALL_ALLOCATIONS.load(Ordering::Relaxed);
+    model.encode(&plane);
+    model.decode(&prompt, &mut logits);
+    model.decode(&Prompt::from_box([10.0, 10.0, 60.0, 60.0]), &mut logits);
+    let during = ALL_ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(during, 0, "allocations while encoding and decoding a frame");
 }
