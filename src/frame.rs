@@ -142,7 +142,7 @@ impl PixelPool {
     /// Takes a free buffer, or `None` when every buffer is in flight (the caller decides whether
     /// to wait or to drop the frame and count it).
     pub fn try_acquire(&self) -> Option<PooledPixels> {
-        self.free.pop().map(|data| PooledPixels { data: Some(data), home: self.free.clone() })
+        self.free.pop().map(|data| Pooled { data: Some(data), home: self.free.clone() })
     }
 
     pub fn format(&self) -> PixelFormat {
@@ -175,24 +175,30 @@ impl fmt::Debug for PixelPool {
     }
 }
 
-/// A pixel buffer on loan from a [`PixelPool`]; dropping it gives the buffer back.
-pub struct PooledPixels {
-    data: Option<PixelData>,
-    home: Arc<ArrayQueue<PixelData>>,
+/// A buffer on loan from a pool; dropping it gives the buffer back (no allocator involved).
+pub struct Pooled<T> {
+    data: Option<T>,
+    home: Arc<ArrayQueue<T>>,
 }
 
-impl PooledPixels {
-    pub fn data(&self) -> &PixelData {
+/// A pixel buffer on loan from a [`PixelPool`].
+pub type PooledPixels = Pooled<PixelData>;
+
+/// A buffer of f32 values (segmentation logits) on loan from a [`LogitsPool`].
+pub type PooledLogits = Pooled<Vec<f32>>;
+
+impl<T> Pooled<T> {
+    pub fn data(&self) -> &T {
         // Only `drop` takes the data out.
         self.data.as_ref().expect("pooled buffer present until drop")
     }
 
-    pub fn data_mut(&mut self) -> &mut PixelData {
+    pub fn data_mut(&mut self) -> &mut T {
         self.data.as_mut().expect("pooled buffer present until drop")
     }
 }
 
-impl Drop for PooledPixels {
+impl<T> Drop for Pooled<T> {
     fn drop(&mut self) {
         if let Some(data) = self.data.take() {
             // The queue has one slot per buffer the pool made, so there is always room.
@@ -204,6 +210,34 @@ impl Drop for PooledPixels {
 impl fmt::Debug for PooledPixels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PooledPixels({} x {})", self.data().len(), self.data().format())
+    }
+}
+
+impl fmt::Debug for PooledLogits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PooledLogits({})", self.data().len())
+    }
+}
+
+/// A fixed set of f32 buffers for per-frame segmentation logits.
+#[derive(Clone)]
+pub struct LogitsPool {
+    free: Arc<ArrayQueue<Vec<f32>>>,
+}
+
+impl LogitsPool {
+    /// Allocates `buffers` buffers of `len` values each, now and never again.
+    pub fn new(len: usize, buffers: usize) -> Self {
+        let free = Arc::new(ArrayQueue::new(buffers.max(1)));
+        for _ in 0..buffers {
+            let _ = free.push(vec![0.0; len]);
+        }
+        LogitsPool { free }
+    }
+
+    /// A free buffer, or `None` when every buffer is in flight.
+    pub fn try_acquire(&self) -> Option<PooledLogits> {
+        self.free.pop().map(|data| Pooled { data: Some(data), home: self.free.clone() })
     }
 }
 
@@ -332,6 +366,33 @@ impl PartialEq for TransformSet {
     }
 }
 
+/// Where a frame's segmentation prompt came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptSource {
+    /// Set by the user (config, command line, or a navigation console).
+    Given,
+    /// The previous frame's mask, grown by the tracking margin.
+    Tracked,
+    /// The last good prompt, held because the previous frame's predicted IoU was under the floor.
+    Held,
+}
+
+/// What the segment stage did on a frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentationInfo {
+    /// The model's own estimate of its mask's IoU.
+    pub predicted_iou: f32,
+    /// The box prompt used, in frame pixels `[x0, y0, x1, y1]` (None: points only).
+    pub prompt_box: Option<[f32; 4]>,
+    pub prompt_source: PromptSource,
+    /// True when the predicted IoU fell under the floor: the mask is not trusted and the tracker
+    /// holds its last good prompt.
+    pub flagged: bool,
+    /// "cpu" or "cuda".
+    pub engine: &'static str,
+}
+
 /// Start and end of one stage's work on a frame, in ns of the pipeline clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageStamp {
@@ -385,6 +446,10 @@ pub struct Frame {
     /// How far the mask can be trusted (0–1; the segmentation's predicted IoU); None when it is
     /// not rated (ground truth, or no segmentation stage).
     pub mask_confidence: Option<f32>,
+    /// Segmentation logits at frame size (> 0: target), from the segment stage.
+    pub logits: Option<PooledLogits>,
+    /// How the segment stage got this frame's mask.
+    pub segmentation: Option<SegmentationInfo>,
     pub stamps: StageStamps,
 }
 
@@ -400,6 +465,8 @@ impl Frame {
             transforms: TransformSet::default(),
             mask: None,
             mask_confidence: None,
+            logits: None,
+            segmentation: None,
             stamps: StageStamps::default(),
         }
     }

@@ -8,3 +8,4 @@ pub mod cpu;
 pub mod graph;
 pub mod model;
 pub mod ops;
+pub mod tracker;

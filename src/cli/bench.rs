@@ -1,0 +1,155 @@
+//! `sonoflow bench`: times the segmentation engine on one frame, the way `tools/bench/run` times
+//! PyTorch and ONNX Runtime (encoder: model input plane → embedding; decoder: prompt +
+//! embedding → low-res logits and IoU; pre- and post-processing untimed), and optionally prints
+//! where the time goes per op kind. Settings come from flags or, for `tools/bench/run
+//! --sonoflow`, from its `SONOFLOW_BENCH_*` variables.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+
+use sonoflow::capture::simulator::{SimulationSpec, Simulator};
+use sonoflow::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
+use sonoflow::segment::cpu::ops::{CpuOps, OpKind};
+use sonoflow::segment::graph::prompt::Prompt;
+use sonoflow::segment::model::LiteMedSam;
+use sonoflow::segment::preprocess::{Letterbox, Preprocessor};
+
+use super::{Exit, Failure};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Gray8 frame, raw row-major bytes (default: a simulated 256 x 256 frame and its lesion box).
+    #[arg(long, env = "SONOFLOW_BENCH_INPUT")]
+    pub input: Option<PathBuf>,
+    #[arg(long, env = "SONOFLOW_BENCH_WIDTH")]
+    pub width: Option<usize>,
+    #[arg(long, env = "SONOFLOW_BENCH_HEIGHT")]
+    pub height: Option<usize>,
+    /// Box prompt `x0,y0,x1,y1` in frame pixels.
+    #[arg(long = "box", env = "SONOFLOW_BENCH_BOX")]
+    pub bbox: Option<String>,
+    #[arg(long, env = "SONOFLOW_BENCH_FRAMES", default_value_t = 30)]
+    pub frames: usize,
+    #[arg(long, env = "SONOFLOW_BENCH_WARMUP", default_value_t = 5)]
+    pub warmup: usize,
+    #[arg(long, env = "SONOFLOW_BENCH_THREADS", default_value_t = 2)]
+    pub threads: usize,
+    /// Print the per-frame times as one JSON object on stdout (the `tools/bench` protocol).
+    #[arg(long)]
+    pub json: bool,
+    /// Also print where the time goes, per op kind (timing each op costs a little).
+    #[arg(long)]
+    pub profile: bool,
+    /// Folder of the model (default: the first engines/litemedsam found upwards).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+}
+
+fn parse_box(text: &str) -> anyhow::Result<[f32; 4]> {
+    let v: Vec<f32> = text.split(',').map(|s| s.trim().parse::<f32>()).collect::<Result<_, _>>()
+        .with_context(|| format!("--box {text:?}: expected x0,y0,x1,y1"))?;
+    <[f32; 4]>::try_from(v).map_err(|_| anyhow!("--box {text:?}: expected four numbers x0,y0,x1,y1"))
+}
+
+/// A simulated frame through the lesion, with the lesion's bounding box grown by 5 px.
+fn simulated_frame() -> anyhow::Result<(Vec<u8>, usize, usize, [f32; 4])> {
+    let spec = SimulationSpec { frames: 40, ..SimulationSpec::default() };
+    let (w, h) = (spec.width_px, spec.height_px);
+    let mut sim = Simulator::new(spec)?;
+    let (mut image, mut labels) = (vec![0u8; w * h], vec![0u8; w * h]);
+    sim.render(18, &mut image, &mut labels)?;
+    let lesion: Vec<(usize, usize)> = (0..w * h).filter(|&i| labels[i] == 1).map(|i| (i % w, i / w)).collect();
+    if lesion.is_empty() {
+        bail!("the simulated frame shows no lesion");
+    }
+    let (x0, x1) = (lesion.iter().map(|p| p.0).min().unwrap_or(0), lesion.iter().map(|p| p.0).max().unwrap_or(0));
+    let (y0, y1) = (lesion.iter().map(|p| p.1).min().unwrap_or(0), lesion.iter().map(|p| p.1).max().unwrap_or(0));
+    let grow = |v: usize, d: isize, max: usize| (v as isize + d).clamp(0, max as isize - 1) as f32;
+    Ok((image, w, h, [grow(x0, -5, w), grow(y0, -5, h), grow(x1, 5, w), grow(y1, 5, h)]))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn execute(args: BenchArgs) -> Result<Exit, Failure> {
+    run(args).map(|()| Exit::Ok).map_err(|e| Failure::new(Exit::Usage, e))
+}
+
+fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.frames == 0 || args.threads == 0 {
+        bail!("--frames and --threads must be at least 1");
+    }
+    let (frame, width, height, bbox) = match &args.input {
+        Some(path) => {
+            let (Some(w), Some(h)) = (args.width, args.height) else { bail!("--input needs --width and --height") };
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            if bytes.len() != w * h {
+                bail!("{}: {} bytes, a {w} x {h} Gray8 frame has {}", path.display(), bytes.len(), w * h);
+            }
+            let b = args.bbox.as_deref().ok_or_else(|| anyhow!("--input needs --box"))?;
+            (bytes, w, h, parse_box(b)?)
+        }
+        None => simulated_frame()?,
+    };
+    let dir = match &args.model_dir {
+        Some(d) => d.clone(),
+        None => locate_model_dir(LITEMEDSAM).ok_or_else(|| anyhow!("no engines/litemedsam found; run `sonoflow model fetch`"))?,
+    };
+    let manifest = Manifest::load(&dir)?;
+    let load_started = Instant::now();
+    let weights = Weights::load(manifest.weights_path(&dir))?;
+    let mut model = LiteMedSam::plan(CpuOps::new(args.threads)?, &weights)?;
+    let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
+    let mut pre = Preprocessor::new(width, height);
+    let mut plane = vec![0.0; 256 * 256];
+    let letterbox: Letterbox = pre.run(&frame, width, height, &mut plane)?;
+    let prompt = Prompt::from_box(letterbox.box_to_model(bbox));
+    let mut logits = vec![0.0; 256 * 256];
+    let (mut enc, mut dec) = (Vec::new(), Vec::new());
+    for i in 0..args.warmup + args.frames {
+        if args.profile && i == args.warmup {
+            model.ops_mut().start_profile();
+        }
+        let t0 = Instant::now();
+        model.encode(&plane);
+        let t1 = Instant::now();
+        model.decode(&prompt, &mut logits);
+        let t2 = Instant::now();
+        if i >= args.warmup {
+            enc.push((t1 - t0).as_secs_f64() * 1e3);
+            dec.push((t2 - t1).as_secs_f64() * 1e3);
+        }
+    }
+    let engine = format!("sonoflow {} cpu ({} threads)", env!("CARGO_PKG_VERSION"), args.threads);
+    if args.json {
+        println!("{}", serde_json::json!({ "engine": engine, "encoder_ms": enc, "decoder_ms": dec, "load_ms": load_ms }));
+    } else {
+        let stats = |v: &[f64]| {
+            let mut s = v.to_vec();
+            s.sort_by(f64::total_cmp);
+            (percentile(&s, 0.5), percentile(&s, 0.9))
+        };
+        let total: Vec<f64> = enc.iter().zip(&dec).map(|(a, b)| a + b).collect();
+        let ((e50, e90), (d50, d90), (t50, t90)) = (stats(&enc), stats(&dec), stats(&total));
+        println!("{engine}: model load {load_ms:.0} ms; {} frames", args.frames);
+        println!("  encoder p50 {e50:.1} ms p90 {e90:.1} ms; decoder p50 {d50:.1} ms p90 {d90:.1} ms; total p50 {t50:.1} ms p90 {t90:.1} ms");
+    }
+    if let Some(p) = model.ops_mut().take_profile() {
+        let total: u64 = p.ns.iter().sum();
+        eprintln!("where the time goes ({} frames, encoder + decoder):", args.frames);
+        for (i, kind) in OpKind::ALL.iter().enumerate() {
+            eprintln!(
+                "  {:42} {:8.1} ms/frame {:5.1} %  {:5} calls/frame",
+                kind.name(),
+                p.ns[i] as f64 / 1e6 / args.frames as f64,
+                100.0 * p.ns[i] as f64 / total.max(1) as f64,
+                p.calls[i] / args.frames as u64
+            );
+        }
+    }
+    Ok(())
+}
