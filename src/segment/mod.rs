@@ -4,3 +4,11 @@
 //! Flow per frame: pre-processing (the official LiteMedSAM letterbox: resize the longest side to
 //! 256, min-max normalise, pad) → image encoder → prompt encoder + mask decoder → post-processing
 //! (crop the padding, resize the logits back to the frame, threshold).
+
+pub mod letterbox;
+pub mod postprocess;
+pub mod preprocess;
+
+pub use letterbox::Letterbox;
+pub use postprocess::{PostprocessError, logits_to_frame, mask_bounding_box};
+pub use preprocess::{PreprocessError, Preprocessor};
