@@ -4,8 +4,18 @@
 //! Flow per frame: pre-processing (the official LiteMedSAM letterbox: resize the longest side to
 //! 256, min-max normalise, pad) → image encoder → prompt encoder + mask decoder → post-processing
 //! (crop the padding, resize the logits back to the frame, threshold).
+
 pub mod cpu;
 pub mod graph;
+pub mod letterbox;
 pub mod model;
 pub mod ops;
+pub mod postprocess;
+pub mod preprocess;
+pub mod settings;
+pub mod stage;
 pub mod tracker;
+
+pub use letterbox::Letterbox;
+pub use postprocess::{PostprocessError, logits_to_frame, mask_bounding_box};
+pub use preprocess::{PreprocessError, Preprocessor};
