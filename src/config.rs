@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::capture::Pace;
 use crate::capture::simulator::{SimulationError, SimulationSpec};
 use crate::haptics::HapticsSettings;
+use crate::segment::settings::SegmentSettings;
 use crate::pipeline::{ErrorPolicy, QueuePolicy};
 
 pub const DEFAULT_POOL_FRAMES: usize = 32;
@@ -33,7 +34,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub capture: CaptureConfig,
     pub preprocess: StageConfig,
-    pub segment: StageConfig,
+    pub segment: StageSection<SegmentSettings>,
     pub threshold: StageConfig,
     pub reconstruct: StageConfig,
     pub haptics: StageSection<HapticsSettings>,
@@ -292,7 +293,7 @@ impl Config {
     pub fn stages(&self) -> [(&'static str, &StageConfig); 5] {
         [
             ("preprocess", &self.preprocess),
-            ("segment", &self.segment),
+            ("segment", &self.segment.stage),
             ("threshold", &self.threshold),
             ("reconstruct", &self.reconstruct),
             ("haptics", &self.haptics.stage),
@@ -320,6 +321,9 @@ impl Config {
         in_range("metrics.trace_capacity_events", m.trace_capacity_events, 0..=MAX_TRACE_CAPACITY_EVENTS)?;
         if let Err(SimulationError::Setting { field, value, message }) = self.capture.simulator.validate() {
             return Err(invalid(&format!("capture.simulator.{field}"), format!("{value}: {message}")));
+        }
+        if let Err(e) = self.segment.settings.validate() {
+            return Err(invalid(&format!("segment.{}", e.key), e.message));
         }
         if let Err(e) = self.haptics.settings.validate() {
             return Err(invalid(&format!("haptics.{}", e.key), e.message));

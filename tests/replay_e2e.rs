@@ -31,7 +31,7 @@ fn replay_config(input: &Path, clock: ClockKind) -> Config {
     c.capture.path = Some(input.to_path_buf());
     c.capture.pace = sonoflow::capture::Pace::Fast;
     c.pipeline.clock = clock;
-    for stage in [&mut c.preprocess, &mut c.segment, &mut c.threshold, &mut c.reconstruct, &mut c.haptics.stage] {
+    for stage in [&mut c.preprocess, &mut c.segment.stage, &mut c.threshold, &mut c.reconstruct, &mut c.haptics.stage] {
         stage.queue_policy = QueuePolicy::Block;
     }
     c

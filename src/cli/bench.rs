@@ -15,7 +15,7 @@ use sonoflow::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
 use sonoflow::segment::cpu::ops::{CpuOps, OpKind};
 use sonoflow::segment::graph::prompt::Prompt;
 use sonoflow::segment::model::LiteMedSam;
-use sonoflow::segment::preprocess::{Letterbox, Preprocessor};
+use sonoflow::segment::{Letterbox, Preprocessor};
 
 use super::{Exit, Failure};
 

@@ -1,5 +1,6 @@
 //! Subcommands, one file each, and the exit codes they share.
 
+mod bench;
 mod demo;
 mod haptics_sim;
 mod model;
@@ -81,6 +82,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Simulate a sweep if needed, run the whole pipeline on it, print per-stage latency.
     Demo(demo::DemoArgs),
+    /// Time the segmentation engine on one frame (and where its time goes).
+    Bench(bench::BenchArgs),
     /// Play the haptic device: log force frames, send heartbeats, inject faults.
     HapticsSim(haptics_sim::HapticsSimArgs),
     /// Fetch, convert and describe the segmentation model's weights.
@@ -92,6 +95,7 @@ pub fn dispatch(command: Command) -> Result<Exit, Failure> {
         Command::Run(args) => run::execute(args),
         Command::Simulate(args) => simulate::execute(args),
         Command::Demo(args) => demo::execute(args),
+        Command::Bench(args) => bench::execute(args),
         Command::HapticsSim(args) => haptics_sim::execute(args),
         Command::Model(args) => model::execute(args),
     }

@@ -8,6 +8,7 @@ use crate::capture::{CaptureError, ReplaySource, SimulatedSource, Source};
 use crate::config::{ClockKind, Config, ConfigError, SourceKind};
 use crate::haptics::{HapticsReportSlot, HapticsStage, VolumeSlot};
 use crate::io::plus::labels_path;
+use crate::segment::stage::{PromptInbox, SegmentStage};
 use crate::pipeline::clock::Clock;
 use crate::pipeline::passthrough::PassThroughStage;
 use crate::pipeline::recording::{RecordingTap, TapContent, TapSettings};
@@ -82,6 +83,15 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         }
     };
     let mut haptics_factory = Some(haptics_factory);
+    let segment_factory = {
+        let settings = config.segment.settings.clone();
+        let (inbox, buffers) = (PromptInbox::default(), config.pipeline.pool_frames);
+        move || {
+            SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone())
+                .map(|s| Box::new(s) as Box<dyn Stage>)
+        }
+    };
+    let mut segment_factory = Some(segment_factory);
     let stages = config
         .stages()
         .into_iter()
@@ -90,6 +100,7 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
             name: name.to_string(),
             factory: match name {
                 "haptics" => Box::new(haptics_factory.take().expect("one haptics stage")),
+                "segment" => Box::new(segment_factory.take().expect("one segment stage")),
                 // Placeholders until the real stages land; each later replaces its own line here.
                 _ => Box::new(|| Ok(Box::new(PassThroughStage) as Box<dyn Stage>)),
             },

@@ -92,21 +92,6 @@ impl Tracker {
     }
 }
 
-/// The bounding box `[x0, y0, x1, y1]` (inclusive) of the non-zero pixels of a width × height mask.
-pub fn mask_bounding_box(mask: &[u8], width: usize, height: usize) -> Option<[usize; 4]> {
-    let mut b: Option<[usize; 4]> = None;
-    for (y, row) in mask.chunks_exact(width).take(height).enumerate() {
-        let (Some(first), Some(last)) = (row.iter().position(|&v| v != 0), row.iter().rposition(|&v| v != 0)) else {
-            continue;
-        };
-        b = Some(match b {
-            None => [first, y, last, y],
-            Some([x0, y0, x1, _]) => [x0.min(first), y0, x1.max(last), y],
-        });
-    }
-    b
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,14 +120,5 @@ mod tests {
         assert!(step.flagged);
         assert_eq!(t.prompt().unwrap(), (good, PromptSource::Held));
         assert!(t.update(None, 0.99, 100, 100).flagged, "an empty mask is not trusted either");
-    }
-
-    #[test]
-    fn bounding_box_of_a_mask() {
-        let mut m = vec![0u8; 6 * 4];
-        assert_eq!(mask_bounding_box(&m, 6, 4), None);
-        m[1 * 6 + 4] = 1;
-        m[2 * 6 + 1] = 1;
-        assert_eq!(mask_bounding_box(&m, 6, 4), Some([1, 1, 4, 2]));
     }
 }

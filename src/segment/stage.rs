@@ -1,0 +1,167 @@
+//! Segment stage: LiteMedSAM on every frame, from a box or point prompt, tracking the target.
+//!
+//! Input: a Gray8 frame. Output: the frame with `logits` (frame size, > 0 is target), `mask`
+//! (label 1 = target), `mask_confidence` (the model's predicted IoU) and `segmentation` (the
+//! prompt used and where it came from, the engine, whether the mask was flagged). Config:
+//! `[segment]` ([`SegmentSettings`]). Without a prompt the stage passes frames on untouched and
+//! never loads the model. Latency budget: 40 ms on the CPU engine is the goal (it is slower
+//! today: see the benchmark in `tools/bench`); the CUDA engine is not built yet.
+//!
+//! New prompts can arrive at any time through the [`PromptInbox`] (the newest wins).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use super::cpu::ops::CpuOps;
+use super::graph::prompt::{Point, Prompt};
+use super::letterbox::Letterbox;
+use super::model::LiteMedSam;
+use super::postprocess::{logits_to_frame, mask_bounding_box};
+use super::preprocess::Preprocessor;
+use super::settings::{EngineChoice, SegmentSettings};
+use super::tracker::{FramePrompt, Tracker, TrackerSettings};
+use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo};
+use crate::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
+use crate::pipeline::stage::{Outcome, Stage, StageError};
+
+/// Where new prompts (frame pixels) reach the stage; holds one, the newest wins.
+#[derive(Clone)]
+pub struct PromptInbox(Arc<ArrayQueue<FramePrompt>>);
+
+impl Default for PromptInbox {
+    fn default() -> Self {
+        PromptInbox(Arc::new(ArrayQueue::new(1)))
+    }
+}
+
+impl PromptInbox {
+    pub fn send(&self, prompt: FramePrompt) {
+        self.0.force_push(prompt);
+    }
+}
+
+/// The model and every buffer it needs, for frames up to the source's size.
+struct Segmenter {
+    model: LiteMedSam<CpuOps>,
+    pre: Preprocessor,
+    plane: Vec<f32>,
+    low_res: Vec<f32>,
+    tracker: Tracker,
+    track: bool,
+    iou_floor: f32,
+    masks: PixelPool,
+    logits: LogitsPool,
+}
+
+pub struct SegmentStage {
+    segmenter: Option<Box<Segmenter>>,
+    inbox: PromptInbox,
+}
+
+/// The initial prompt of the settings, in frame pixels.
+fn initial_prompt(s: &SegmentSettings) -> Option<FramePrompt> {
+    if !s.has_prompt() {
+        return None;
+    }
+    let mut p = FramePrompt { bbox: s.bbox, points: [None; 2] };
+    for (slot, [x, y, label]) in p.points.iter_mut().zip(&s.points) {
+        *slot = Some((*x, *y, *label > 0.5));
+    }
+    Some(p)
+}
+
+/// Loads the weights and plans the engine; errors name the file and say how to fix it.
+pub fn load_model(settings: &SegmentSettings) -> Result<LiteMedSam<CpuOps>, StageError> {
+    if settings.engine == EngineChoice::Cuda {
+        return Err(StageError::Failed("segment.engine = \"cuda\": the CUDA engine is not built yet; use \"cpu\" or \"auto\"".into()));
+    }
+    let dir: PathBuf = match &settings.model_dir {
+        Some(d) => d.clone(),
+        None => locate_model_dir(LITEMEDSAM).ok_or_else(|| {
+            StageError::Failed("no engines/litemedsam folder found; run `sonoflow model fetch` or set segment.model_dir".into())
+        })?,
+    };
+    let manifest = Manifest::load(&dir).map_err(|e| StageError::Failed(e.to_string()))?;
+    let weights = Weights::load(manifest.weights_path(&dir)).map_err(|e| StageError::Failed(e.to_string()))?;
+    let ops = CpuOps::new(settings.threads).map_err(|e| StageError::Failed(format!("cannot start the CPU engine's threads: {e}")))?;
+    if settings.engine == EngineChoice::Auto {
+        tracing::info!("segment: CPU engine ({} threads); the CUDA engine is not built yet", settings.threads);
+    }
+    LiteMedSam::plan(ops, &weights).map_err(|e| StageError::Failed(e.to_string()))
+}
+
+impl SegmentStage {
+    /// `max_width` × `max_height` bounds the frames; `buffers` is how many masks and logits can be
+    /// in flight (the pipeline's pool size).
+    pub fn new(settings: &SegmentSettings, max_width: usize, max_height: usize, buffers: usize, inbox: PromptInbox) -> Result<Self, StageError> {
+        let Some(initial) = initial_prompt(settings) else {
+            return Ok(SegmentStage { segmenter: None, inbox });
+        };
+        let pixels = max_width * max_height;
+        let segmenter = Segmenter {
+            model: load_model(settings)?,
+            pre: Preprocessor::new(max_width, max_height),
+            plane: vec![0.0; Letterbox::SIDE * Letterbox::SIDE],
+            low_res: vec![0.0; Letterbox::SIDE * Letterbox::SIDE],
+            tracker: Tracker::new(
+                TrackerSettings { margin_px: settings.track_margin_px, iou_floor: settings.iou_floor },
+                Some(initial),
+            ),
+            track: settings.track,
+            iou_floor: settings.iou_floor,
+            masks: PixelPool::new(PixelFormat::Gray8, pixels, buffers),
+            logits: LogitsPool::new(pixels, buffers),
+        };
+        Ok(SegmentStage { segmenter: Some(Box::new(segmenter)), inbox })
+    }
+}
+
+fn model_prompt(p: &FramePrompt, letterbox: &Letterbox) -> Prompt {
+    let mut prompt = Prompt { bbox: p.bbox.map(|b| letterbox.box_to_model(b)), ..Default::default() };
+    for &(x, y, positive) in p.points.iter().flatten() {
+        let [x, y] = letterbox.point_to_model([x, y]);
+        prompt.push_point(Point { x, y, positive });
+    }
+    prompt
+}
+
+impl Stage for SegmentStage {
+    fn process(&mut self, mut input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+        let Some(s) = self.segmenter.as_deref_mut() else {
+            *output = Some(input);
+            return Ok(Outcome::Emitted);
+        };
+        if let Some(p) = self.inbox.0.pop() {
+            s.tracker.give(p);
+        }
+        let Some((prompt, source)) = s.tracker.prompt() else {
+            *output = Some(input);
+            return Ok(Outcome::Emitted);
+        };
+        let (w, h, seq) = (input.image.width, input.image.height, input.seq);
+        let bad = |reason: String| StageError::BadFrame { seq, reason };
+        let Some(pixels) = input.image.as_u8() else {
+            return Err(bad("segmentation takes 8-bit frames; this one is 16-bit".into()));
+        };
+        let letterbox = s.pre.run(pixels, w, h, &mut s.plane).map_err(|e| bad(e.to_string()))?;
+        s.model.encode(&s.plane);
+        let iou = s.model.decode(&model_prompt(&prompt, &letterbox), &mut s.low_res);
+        let (Some(mut mask), Some(mut logits)) = (s.masks.try_acquire(), s.logits.try_acquire()) else {
+            return Err(StageError::Failed("every mask buffer is in flight; raise pipeline.pool_frames".into()));
+        };
+        let PixelData::Gray8(mask_pixels) = mask.data_mut() else { unreachable!("the mask pool is Gray8") };
+        logits_to_frame(&s.low_res, &letterbox, &mut logits.data_mut()[..w * h], &mut mask_pixels[..w * h])
+            .map_err(|e| bad(e.to_string()))?;
+        let mask_box = mask_bounding_box(&mask_pixels[..w * h], w, h).map_err(|e| bad(e.to_string()))?;
+        let flagged = if s.track { s.tracker.update(mask_box, iou, w, h).flagged } else { iou < s.iou_floor };
+        input.mask = Some(mask);
+        input.logits = Some(logits);
+        input.mask_confidence = Some(iou);
+        input.segmentation =
+            Some(SegmentationInfo { predicted_iou: iou, prompt_box: prompt.bbox, prompt_source: source, flagged, engine: "cpu" });
+        *output = Some(input);
+        Ok(Outcome::Emitted)
+    }
+}
