@@ -13,8 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::capture::Pace;
 use crate::capture::simulator::{SimulationError, SimulationSpec};
 use crate::haptics::HapticsSettings;
-use crate::segment::settings::SegmentSettings;
 use crate::pipeline::{ErrorPolicy, QueuePolicy};
+use crate::segment::settings::SegmentSettings;
 
 pub const DEFAULT_POOL_FRAMES: usize = 32;
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;

@@ -49,7 +49,10 @@ pub struct BenchArgs {
 }
 
 fn parse_box(text: &str) -> anyhow::Result<[f32; 4]> {
-    let v: Vec<f32> = text.split(',').map(|s| s.trim().parse::<f32>()).collect::<Result<_, _>>()
+    let v: Vec<f32> = text
+        .split(',')
+        .map(|s| s.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
         .with_context(|| format!("--box {text:?}: expected x0,y0,x1,y1"))?;
     <[f32; 4]>::try_from(v).map_err(|_| anyhow!("--box {text:?}: expected four numbers x0,y0,x1,y1"))
 }
@@ -97,7 +100,8 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let dir = match &args.model_dir {
         Some(d) => d.clone(),
-        None => locate_model_dir(LITEMEDSAM).ok_or_else(|| anyhow!("no engines/litemedsam found; run `sonoflow model fetch`"))?,
+        None => locate_model_dir(LITEMEDSAM)
+            .ok_or_else(|| anyhow!("no engines/litemedsam found; run `sonoflow model fetch`"))?,
     };
     let manifest = Manifest::load(&dir)?;
     let load_started = Instant::now();
@@ -126,7 +130,10 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let engine = format!("sonoflow {} cpu ({} threads)", env!("CARGO_PKG_VERSION"), args.threads);
     if args.json {
-        println!("{}", serde_json::json!({ "engine": engine, "encoder_ms": enc, "decoder_ms": dec, "load_ms": load_ms }));
+        println!(
+            "{}",
+            serde_json::json!({ "engine": engine, "encoder_ms": enc, "decoder_ms": dec, "load_ms": load_ms })
+        );
     } else {
         let stats = |v: &[f64]| {
             let mut s = v.to_vec();
@@ -136,7 +143,9 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
         let total: Vec<f64> = enc.iter().zip(&dec).map(|(a, b)| a + b).collect();
         let ((e50, e90), (d50, d90), (t50, t90)) = (stats(&enc), stats(&dec), stats(&total));
         println!("{engine}: model load {load_ms:.0} ms; {} frames", args.frames);
-        println!("  encoder p50 {e50:.1} ms p90 {e90:.1} ms; decoder p50 {d50:.1} ms p90 {d90:.1} ms; total p50 {t50:.1} ms p90 {t90:.1} ms");
+        println!(
+            "  encoder p50 {e50:.1} ms p90 {e90:.1} ms; decoder p50 {d50:.1} ms p90 {d90:.1} ms; total p50 {t50:.1} ms p90 {t90:.1} ms"
+        );
     }
     if let Some(p) = model.ops_mut().take_profile() {
         let total: u64 = p.ns.iter().sum();

@@ -8,13 +8,13 @@ use crate::capture::{CaptureError, ReplaySource, SimulatedSource, Source};
 use crate::config::{ClockKind, Config, ConfigError, SourceKind};
 use crate::haptics::{HapticsReportSlot, HapticsStage, VolumeSlot};
 use crate::io::plus::labels_path;
-use crate::segment::stage::{PromptInbox, SegmentStage};
 use crate::pipeline::clock::Clock;
 use crate::pipeline::passthrough::PassThroughStage;
 use crate::pipeline::recording::{RecordingTap, TapContent, TapSettings};
 use crate::pipeline::runtime::{PipelineSpec, StageSpec};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::supervisor::Supervisor;
+use crate::segment::stage::{PromptInbox, SegmentStage};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -77,7 +77,10 @@ impl SegmentSettings {
         }
         if let Some([x0, y0, x1, y1]) = self.bbox {
             if [x0, y0, x1, y1].iter().any(|v| !v.is_finite() || *v < 0.0) || x1 <= x0 || y1 <= y0 {
-                return bad("box", format!("[{x0}, {y0}, {x1}, {y1}] must be [x0, y0, x1, y1] with x0 < x1, y0 < y1, all >= 0"));
+                return bad(
+                    "box",
+                    format!("[{x0}, {y0}, {x1}, {y1}] must be [x0, y0, x1, y1] with x0 < x1, y0 < y1, all >= 0"),
+                );
             }
         }
         if self.points.len() > 2 {

@@ -75,17 +75,22 @@ fn initial_prompt(s: &SegmentSettings) -> Option<FramePrompt> {
 /// Loads the weights and plans the engine; errors name the file and say how to fix it.
 pub fn load_model(settings: &SegmentSettings) -> Result<LiteMedSam<CpuOps>, StageError> {
     if settings.engine == EngineChoice::Cuda {
-        return Err(StageError::Failed("segment.engine = \"cuda\": the CUDA engine is not built yet; use \"cpu\" or \"auto\"".into()));
+        return Err(StageError::Failed(
+            "segment.engine = \"cuda\": the CUDA engine is not built yet; use \"cpu\" or \"auto\"".into(),
+        ));
     }
     let dir: PathBuf = match &settings.model_dir {
         Some(d) => d.clone(),
         None => locate_model_dir(LITEMEDSAM).ok_or_else(|| {
-            StageError::Failed("no engines/litemedsam folder found; run `sonoflow model fetch` or set segment.model_dir".into())
+            StageError::Failed(
+                "no engines/litemedsam folder found; run `sonoflow model fetch` or set segment.model_dir".into(),
+            )
         })?,
     };
     let manifest = Manifest::load(&dir).map_err(|e| StageError::Failed(e.to_string()))?;
     let weights = Weights::load(manifest.weights_path(&dir)).map_err(|e| StageError::Failed(e.to_string()))?;
-    let ops = CpuOps::new(settings.threads).map_err(|e| StageError::Failed(format!("cannot start the CPU engine's threads: {e}")))?;
+    let ops = CpuOps::new(settings.threads)
+        .map_err(|e| StageError::Failed(format!("cannot start the CPU engine's threads: {e}")))?;
     if settings.engine == EngineChoice::Auto {
         tracing::info!("segment: CPU engine ({} threads); the CUDA engine is not built yet", settings.threads);
     }
@@ -95,7 +100,13 @@ pub fn load_model(settings: &SegmentSettings) -> Result<LiteMedSam<CpuOps>, Stag
 impl SegmentStage {
     /// `max_width` × `max_height` bounds the frames; `buffers` is how many masks and logits can be
     /// in flight (the pipeline's pool size).
-    pub fn new(settings: &SegmentSettings, max_width: usize, max_height: usize, buffers: usize, inbox: PromptInbox) -> Result<Self, StageError> {
+    pub fn new(
+        settings: &SegmentSettings,
+        max_width: usize,
+        max_height: usize,
+        buffers: usize,
+        inbox: PromptInbox,
+    ) -> Result<Self, StageError> {
         let Some(initial) = initial_prompt(settings) else {
             return Ok(SegmentStage { segmenter: None, inbox });
         };
@@ -159,8 +170,13 @@ impl Stage for SegmentStage {
         input.mask = Some(mask);
         input.logits = Some(logits);
         input.mask_confidence = Some(iou);
-        input.segmentation =
-            Some(SegmentationInfo { predicted_iou: iou, prompt_box: prompt.bbox, prompt_source: source, flagged, engine: "cpu" });
+        input.segmentation = Some(SegmentationInfo {
+            predicted_iou: iou,
+            prompt_box: prompt.bbox,
+            prompt_source: source,
+            flagged,
+            engine: "cpu",
+        });
         *output = Some(input);
         Ok(Outcome::Emitted)
     }

@@ -96,62 +96,128 @@ pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: 
     let col_blocks = panels.div_ceil(PANELS_PER_TASK);
     let out = OutPtr(c.as_mut_ptr());
     let kernel = select_kernel();
+    let wide = !std::ptr::fn_addr_eq(kernel, kernel_generic as Kernel);
     pool.for_each(row_blocks * col_blocks, &|task| {
-        let (rb, cb) = (task / col_blocks, task % col_blocks);
-        let rows = rb * MC..((rb + 1) * MC).min(m);
+        let job = Task { a, lda, m, b, out, ldc, epi, kernel, task, col_blocks };
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn run_wide(job: &Task) {
+                job.run()
+            }
+            if wide {
+                // SAFETY: the AVX2 kernel was selected, so the CPU has AVX2 and FMA.
+                return unsafe { run_wide(&job) };
+            }
+        }
+        let _ = wide;
+        job.run()
+    });
+}
+
+/// One (row block, column block) of a product.
+struct Task<'a> {
+    a: &'a [f32],
+    lda: usize,
+    m: usize,
+    b: &'a PackedB,
+    out: OutPtr,
+    ldc: usize,
+    epi: Epilogue,
+    kernel: Kernel,
+    task: usize,
+    col_blocks: usize,
+}
+
+impl Task<'_> {
+    /// Inlined into a wide and a baseline copy, so the epilogue's GELU vectorises.
+    #[inline(always)]
+    fn run(&self) {
+        let (a, b, n, k) = (self.a, self.b, self.b.n, self.b.k);
+        let panels = n.div_ceil(NR);
+        let (rb, cb) = (self.task / self.col_blocks, self.task % self.col_blocks);
+        let rows = rb * MC..((rb + 1) * MC).min(self.m);
         let panel_range = cb * PANELS_PER_TASK..((cb + 1) * PANELS_PER_TASK).min(panels);
-        let out = out;
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             // The first K block overwrites the output, unless the output holds a residual to add to.
-            let overwrite = k0 == 0 && epi != Epilogue::AddToOutput;
+            let overwrite = k0 == 0 && self.epi != Epilogue::AddToOutput;
+            // The last K block finishes the values: bias and activation, in the same pass.
+            let last = k0 + kc == k;
             for p in panel_range.clone() {
                 let panel = &b.panel(p)[k0 * NR..(k0 + kc) * NR];
                 let cols = NR.min(n - p * NR);
+                let bias = &b.bias[p * NR..p * NR + cols];
                 for r0 in rows.clone().step_by(MR) {
                     let mr = MR.min(rows.end - r0);
-                    let mut tile = [[0.0f32; NR]; MR];
                     let mut a_rows = [a.as_ptr(); MR];
-                    for (i, row) in a_rows.iter_mut().enumerate() {
-                        // Rows past the end repeat the last real row; their results are discarded.
-                        // SAFETY: (r0 + min(i, mr - 1)) < m, and the assert above bounds a.
-                        *row = unsafe { a.as_ptr().add((r0 + i.min(mr - 1)) * lda + k0) };
+                    let mut c_rows = [self.out.0; MR];
+                    for i in 0..MR {
+                        // Rows past the end repeat the last real row; the kernel does not store them.
+                        let r = r0 + i.min(mr - 1);
+                        // SAFETY: r < m; the assert in `gemm` bounds a and c, and this task alone
+                        // writes rows `rows` × columns of its panels.
+                        unsafe {
+                            a_rows[i] = a.as_ptr().add(r * self.lda + k0);
+                            c_rows[i] = self.out.0.add(r * self.ldc + p * NR);
+                        }
                     }
-                    kernel(&a_rows, panel, kc, &mut tile);
-                    for (i, t) in tile.iter().enumerate().take(mr) {
-                        // SAFETY: row r0 + i < m and columns p*NR .. p*NR + cols < n lie in c;
-                        // this task alone writes this region.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add((r0 + i) * ldc + p * NR), cols) };
-                        if overwrite {
-                            dst.copy_from_slice(&t[..cols]);
-                        } else {
-                            for (d, v) in dst.iter_mut().zip(t) {
-                                *d += v;
-                            }
+                    let tile = Tile {
+                        rows: c_rows,
+                        mr,
+                        cols,
+                        load: !overwrite,
+                        bias: (k0 == 0).then_some(bias),
+                        relu: last && self.epi == Epilogue::Relu,
+                    };
+                    (self.kernel)(&a_rows, panel, kc, &tile);
+                    if last && self.epi == Epilogue::Gelu {
+                        for &row in &c_rows[..mr] {
+                            // SAFETY: as above.
+                            let dst = unsafe { std::slice::from_raw_parts_mut(row, cols) };
+                            dst.iter_mut().for_each(|v| *v = super::kernels::gelu(*v));
                         }
                     }
                 }
             }
         }
-        // Bias and epilogue over this task's region, while it is in cache.
-        let cols = panel_range.start * NR..(panel_range.end * NR).min(n);
-        for r in rows {
-            // SAFETY: as above.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * ldc + cols.start), cols.len()) };
-            let bias = &b.bias[cols.clone()];
-            match epi {
-                Epilogue::None | Epilogue::AddToOutput => dst.iter_mut().zip(bias).for_each(|(d, b)| *d += b),
-                Epilogue::Relu => dst.iter_mut().zip(bias).for_each(|(d, b)| *d = (*d + b).max(0.0)),
-                Epilogue::Gelu => {
-                    dst.iter_mut().zip(bias).for_each(|(d, b)| *d += b);
-                    super::kernels::gelu_in_place(dst);
-                }
-            }
-        }
-    });
+    }
 }
 
-type Kernel = fn(&[*const f32; MR], &[f32], usize, &mut [[f32; NR]; MR]);
+/// Where a micro-kernel puts its MR × NR block: output rows, how many are real, how many
+/// columns are real, and what to do on the way.
+pub struct Tile<'a> {
+    rows: [*mut f32; MR],
+    mr: usize,
+    cols: usize,
+    /// Start from the values already there (a residual, or an earlier K block).
+    load: bool,
+    /// Add the bias (on the first K block).
+    bias: Option<&'a [f32]>,
+    relu: bool,
+}
+
+impl Tile<'_> {
+    /// Portable finish: `acc` is the product block; applies load/bias/relu and stores.
+    fn store(&self, acc: &[[f32; NR]; MR]) {
+        for i in 0..self.mr {
+            // SAFETY: rows[i] points at `cols` writable values (see `Task::run`).
+            let dst = unsafe { std::slice::from_raw_parts_mut(self.rows[i], self.cols) };
+            for (j, d) in dst.iter_mut().enumerate() {
+                let mut v = acc[i][j];
+                if self.load {
+                    v += *d;
+                }
+                if let Some(b) = self.bias {
+                    v += b[j];
+                }
+                *d = if self.relu { v.max(0.0) } else { v };
+            }
+        }
+    }
+}
+
+type Kernel = fn(&[*const f32; MR], &[f32], usize, &Tile);
 
 fn select_kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
@@ -163,8 +229,9 @@ fn select_kernel() -> Kernel {
     kernel_generic
 }
 
-/// Portable micro-kernel: tile[i][j] = Σ_kk a_i[kk] · panel[kk][j].
-fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut [[f32; NR]; MR]) {
+/// Portable micro-kernel: block[i][j] = Σ_kk a_i[kk] · panel[kk][j], then the tile's finish.
+fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile) {
+    let mut tile = [[0.0f32; NR]; MR];
     for kk in 0..kc {
         let b = &panel[kk * NR..kk * NR + NR];
         for (i, row) in tile.iter_mut().enumerate() {
@@ -175,17 +242,18 @@ fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut [[f
             }
         }
     }
+    out.store(&tile);
 }
 
 #[cfg(target_arch = "x86_64")]
-fn kernel_avx2_entry(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut [[f32; NR]; MR]) {
+fn kernel_avx2_entry(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile) {
     // SAFETY: selected only after checking the CPU has AVX2 and FMA.
-    unsafe { kernel_avx2(a, panel, kc, tile) }
+    unsafe { kernel_avx2(a, panel, kc, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut [[f32; NR]; MR]) {
+unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile) {
     use std::arch::x86_64::*;
     debug_assert!(panel.len() >= kc * NR);
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
@@ -202,11 +270,39 @@ unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, tile: &mut
             }
         }
     }
-    for i in 0..MR {
-        // SAFETY: tile rows hold NR = 16 floats.
-        unsafe {
-            _mm256_storeu_ps(tile[i].as_mut_ptr(), acc[i][0]);
-            _mm256_storeu_ps(tile[i].as_mut_ptr().add(8), acc[i][1]);
+    if out.cols < NR {
+        // A ragged last panel: finish through the portable path.
+        let mut tile = [[0.0f32; NR]; MR];
+        for i in 0..MR {
+            // SAFETY: tile rows hold NR floats.
+            unsafe {
+                _mm256_storeu_ps(tile[i].as_mut_ptr(), acc[i][0]);
+                _mm256_storeu_ps(tile[i].as_mut_ptr().add(8), acc[i][1]);
+            }
+        }
+        out.store(&tile);
+        return;
+    }
+    // SAFETY: every row pointer has NR writable floats (full panel), bias has NR values.
+    unsafe {
+        let (bias0, bias1) = match out.bias {
+            Some(bv) => (_mm256_loadu_ps(bv.as_ptr()), _mm256_loadu_ps(bv.as_ptr().add(8))),
+            None => (_mm256_setzero_ps(), _mm256_setzero_ps()),
+        };
+        let zero = _mm256_setzero_ps();
+        for i in 0..out.mr {
+            let row = out.rows[i];
+            let (mut v0, mut v1) = (_mm256_add_ps(acc[i][0], bias0), _mm256_add_ps(acc[i][1], bias1));
+            if out.load {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
+            }
+            if out.relu {
+                v0 = _mm256_max_ps(v0, zero);
+                v1 = _mm256_max_ps(v1, zero);
+            }
+            _mm256_storeu_ps(row, v0);
+            _mm256_storeu_ps(row.add(8), v1);
         }
     }
 }
@@ -246,6 +342,40 @@ mod tests {
             let mut residual = vec![1.0; m * n];
             gemm(&pool, &a, k, m, &packed, &mut residual, n, Epilogue::AddToOutput);
             assert!(residual.iter().zip(&c).all(|(r, c)| (r - (c + 1.0)).abs() <= 1e-4 * (1.0 + c.abs())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Not a test: GFLOP/s at the model's shapes. `cargo test --release --lib gemm_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn gemm_speed() {
+        let pool = ThreadPool::new(2).unwrap();
+        for (m, k, n) in [
+            (65536, 64, 256),
+            (65536, 256, 64),
+            (17689, 128, 384),
+            (16384, 512, 128),
+            (4096, 2304, 256),
+            (4096, 160, 640),
+            (4900, 320, 960),
+        ] {
+            let a = vec![0.5f32; m * k];
+            let w = vec![0.25f32; n * k];
+            let b = PackedB::from_linear(&w, n, k, None);
+            let mut c = vec![0.0; m * n];
+            gemm(&pool, &a, k, m, &b, &mut c, n, Epilogue::None);
+            let t = std::time::Instant::now();
+            let reps = 5;
+            for _ in 0..reps {
+                gemm(&pool, &a, k, m, &b, &mut c, n, Epilogue::None);
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            eprintln!("{m}x{k}x{n}: {:.1} ms, {:.0} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
         }
     }
 }
