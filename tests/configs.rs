@@ -51,6 +51,8 @@ fn every_key_is_documented() {
     config.metrics.trace_path = Some("a".into());
     config.haptics.on_error = Some(sonoflow::pipeline::ErrorPolicy::SafeStop);
     config.haptics.settings.port = Some("a".into());
+    config.segment.settings.model_dir = Some("a".into());
+    config.segment.settings.bbox = Some([0.0, 0.0, 1.0, 1.0]);
     let value = toml::Value::try_from(&config).unwrap();
     let mut all = Vec::new();
     keys(&value, "", &mut all);

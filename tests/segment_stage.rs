@@ -1,0 +1,107 @@
+//! The segment stage on simulated frames, called directly (no threads): it segments the lesion
+//! from a box on the first frame, then tracks it; masks agree with the simulator's ground truth.
+
+use sonoflow::capture::simulator::{SimulationSpec, Simulator};
+use sonoflow::frame::{Frame, PixelData, PixelFormat, PixelPool, PromptSource};
+use sonoflow::model::{LITEMEDSAM, Manifest, locate_model_dir};
+use sonoflow::pipeline::{Outcome, Stage};
+use sonoflow::segment::settings::SegmentSettings;
+use sonoflow::segment::stage::{PromptInbox, SegmentStage};
+use sonoflow::segment::tracker::FramePrompt;
+
+const LESION: u8 = 1;
+
+fn dice(mask: &[u8], labels: &[u8]) -> f64 {
+    let (mut both, mut a, mut b) = (0usize, 0usize, 0usize);
+    for (m, l) in mask.iter().zip(labels) {
+        let (m, l) = (*m != 0, *l == LESION);
+        both += usize::from(m && l);
+        a += usize::from(m);
+        b += usize::from(l);
+    }
+    2.0 * both as f64 / (a + b).max(1) as f64
+}
+
+fn bbox(labels: &[u8], w: usize) -> [f32; 4] {
+    let pts: Vec<(usize, usize)> =
+        labels.iter().enumerate().filter(|(_, l)| **l == LESION).map(|(i, _)| (i % w, i / w)).collect();
+    let (x0, x1) = (pts.iter().map(|p| p.0).min().unwrap(), pts.iter().map(|p| p.0).max().unwrap());
+    let (y0, y1) = (pts.iter().map(|p| p.1).min().unwrap(), pts.iter().map(|p| p.1).max().unwrap());
+    [x0 as f32 - 5.0, y0 as f32 - 5.0, x1 as f32 + 5.0, y1 as f32 + 5.0]
+}
+
+#[test]
+fn segments_the_lesion_and_tracks_it_across_frames() {
+    let Some(dir) = locate_model_dir(LITEMEDSAM) else { return eprintln!("skipped: no engines/litemedsam") };
+    let fetched = Manifest::load(&dir).is_ok_and(|m| m.weights_path(&dir).is_file());
+    if !fetched {
+        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    }
+    let spec = SimulationSpec { frames: 40, ..SimulationSpec::default() };
+    let (w, h) = (spec.width_px, spec.height_px);
+    let mut sim = Simulator::new(spec).unwrap();
+    let pool = PixelPool::new(PixelFormat::Gray8, w * h, 8);
+    let mut labels = vec![0u8; w * h];
+    let frames: Vec<(Frame, Vec<u8>)> = (16..21)
+        .map(|i| {
+            let mut f = Frame::new(pool.try_acquire().unwrap());
+            let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
+            sim.render(i, px, &mut labels).unwrap();
+            (f.image.width, f.image.height, f.seq) = (w, h, i as u64);
+            (f, labels.clone())
+        })
+        .collect();
+    let settings = SegmentSettings { bbox: Some(bbox(&frames[0].1, w)), ..Default::default() };
+    let inbox = PromptInbox::default();
+    let mut stage = SegmentStage::new(&settings, w, h, 4, inbox.clone()).unwrap();
+    let mut sources = Vec::new();
+    for (frame, truth) in frames {
+        let mut out = None;
+        assert_eq!(stage.process(frame, &mut out).unwrap(), Outcome::Emitted);
+        let f = out.unwrap();
+        let info = f.segmentation.expect("segmentation info");
+        let PixelData::Gray8(mask) = f.mask.as_ref().expect("a mask").data() else { panic!("gray8 mask") };
+        let logits = f.logits.as_ref().expect("logits").data();
+        // Mask and logits agree: the mask is where the logits are positive.
+        assert!(mask[..w * h].iter().zip(&logits[..w * h]).all(|(m, l)| (*m == 1) == (*l > 0.0)));
+        let d = dice(&mask[..w * h], &truth);
+        eprintln!("frame {}: IoU {:.3}, dice vs truth {d:.3}, {:?}", f.seq, info.predicted_iou, info.prompt_source);
+        assert!(d > 0.6, "frame {}: dice {d:.3} with the simulator's lesion", f.seq);
+        assert!(!info.flagged);
+        assert_eq!(f.mask_confidence, Some(info.predicted_iou));
+        sources.push(info.prompt_source);
+    }
+    assert_eq!(sources[0], PromptSource::Given);
+    assert!(sources[1..].iter().all(|s| *s == PromptSource::Tracked), "{sources:?}");
+    // A new prompt from outside takes over on the next frame.
+    inbox.send(FramePrompt::from_box([10.0, 10.0, 60.0, 60.0]));
+    let mut f = Frame::new(pool.try_acquire().unwrap());
+    let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
+    sim.render(21, px, &mut labels).unwrap();
+    (f.image.width, f.image.height) = (w, h);
+    let mut out = None;
+    stage.process(f, &mut out).unwrap();
+    let info = out.unwrap().segmentation.unwrap();
+    assert_eq!((info.prompt_source, info.prompt_box), (PromptSource::Given, Some([10.0, 10.0, 60.0, 60.0])));
+}
+
+#[test]
+fn without_a_prompt_frames_pass_untouched_and_no_model_is_loaded() {
+    let settings = SegmentSettings { model_dir: Some("/nonexistent".into()), ..Default::default() };
+    let mut stage = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).unwrap();
+    let pool = PixelPool::new(PixelFormat::Gray8, 64, 1);
+    let mut out = None;
+    stage.process(Frame::new(pool.try_acquire().unwrap()), &mut out).unwrap();
+    assert!(out.unwrap().segmentation.is_none());
+}
+
+#[test]
+fn a_missing_model_is_a_clear_error() {
+    let settings = SegmentSettings {
+        model_dir: Some("/nonexistent/litemedsam".into()),
+        bbox: Some([1.0, 1.0, 5.0, 5.0]),
+        ..Default::default()
+    };
+    let err = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).err().expect("an error");
+    assert!(err.to_string().contains("/nonexistent/litemedsam"), "{err}");
+}
