@@ -188,7 +188,8 @@ fn a_run_drives_the_device_simulator_over_a_pty() {
     let (config, report) = (haptics_config(dir.path(), &port), dir.path().join("r.json"));
     let o = sonoflow(&["run", "--config", config.to_str().unwrap(), "--report", report.to_str().unwrap()]);
     // Ctrl-C for the device, so it flushes its log.
-    Command::new("kill").args(["-INT", &device.id().to_string()]).status().unwrap();
+    // SAFETY: sends a signal to our own child process, which is still running (not yet waited).
+    assert_eq!(unsafe { libc::kill(device.id() as i32, libc::SIGINT) }, 0);
     assert!(device.wait().unwrap().success());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
