@@ -6,15 +6,17 @@
 //! computed (padded tokens are keys and values, never outputs). Dense attention (the mask
 //! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
 
+use super::gemm::{Epilogue, gemm_serial, pack_into, packed_len};
 use super::kernels::{SharedMut, softmax_in_place, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
 #[cfg(test)]
 use crate::segment::ops::expand_window_bias;
 
-/// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels.
+/// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels: q, packed
+/// kᵀ and v, the scores, the output, and a row of zeros (the products' absent bias).
 pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
-    2 * n * head_dim + n * n
+    2 * n * head_dim + packed_len(head_dim, n) + packed_len(n, head_dim) + n * n + n.max(head_dim)
 }
 
 /// Scratch floats one thread needs for dense attention over `nk` keys.
@@ -73,41 +75,45 @@ struct Window<'a> {
 }
 
 impl Window<'_> {
-    /// Inlined into the wide and the baseline copies, so every inner loop vectorises.
+    /// Inlined into the wide and the baseline copies, so every inner loop vectorises. Per head:
+    /// gather q, pack scale·kᵀ and v, then S = bias + q·(scale·kᵀ) and O = softmax(S)·v as two
+    /// register-blocked products.
     #[inline(always)]
     fn run(&self, scratch: &mut [f32]) {
         let g = self.g;
         let (ws, hd, heads) = (g.window, g.head_dim, g.heads);
         let (n, c) = (ws * ws, heads * hd);
         let scale = (hd as f32).powf(-0.5);
-        let (kt, rest) = scratch.split_at_mut(n * hd);
-        let (v, scores) = rest.split_at_mut(n * hd);
+        let (q, rest) = scratch.split_at_mut(n * hd);
+        let (kt, rest) = rest.split_at_mut(packed_len(hd, n));
+        let (vp, rest) = rest.split_at_mut(packed_len(n, hd));
+        let (scores, rest) = rest.split_at_mut(n * n);
+        let (o, zeros) = rest.split_at_mut(n * hd);
+        // Scratch is shared with other kernels: make the zeros zero.
+        let zeros = &mut zeros[..n.max(hd)];
+        zeros.fill(0.0);
+        let zeros = &*zeros;
         let grid = |t: usize| (self.wy * ws + t / ws) * g.padded_width + self.wx * ws + t % ws;
+        let qkv = self.qkv;
         for h in 0..heads {
+            let at = |t: usize, part: usize, d: usize| qkv[grid(t) * 3 * c + h * 3 * hd + part * hd + d];
             for t in 0..n {
-                let row = &self.qkv[grid(t) * 3 * c + h * 3 * hd..][..3 * hd];
-                for d in 0..hd {
-                    kt[d * n + t] = row[hd + d];
-                }
-                v[t * hd..(t + 1) * hd].copy_from_slice(&row[2 * hd..]);
+                q[t * hd..(t + 1) * hd].copy_from_slice(&qkv[grid(t) * 3 * c + h * 3 * hd..][..hd]);
             }
-            for i in 0..n {
-                let (y, x) = (self.wy * ws + i / ws, self.wx * ws + i % ws);
-                if y >= g.height || x >= g.width {
-                    continue;
-                }
-                let q = &self.qkv[grid(i) * 3 * c + h * 3 * hd..][..hd];
-                let srow = &mut scores[i * n..(i + 1) * n];
-                srow.copy_from_slice(&self.bias[(h * n + i) * n..(h * n + i + 1) * n]);
-                for (d, &qd) in q.iter().enumerate() {
-                    axpy_body(qd * scale, &kt[d * n..(d + 1) * n], srow);
-                }
-                softmax_row(srow);
-                // SAFETY: query token (y, x) of head h belongs to this window alone.
-                let o = unsafe { self.out.rows((y * g.width + x) * c + h * hd, hd) };
-                o.fill(0.0);
-                for (j, &p) in srow.iter().enumerate() {
-                    axpy_body(p, &v[j * hd..(j + 1) * hd], o);
+            let kt = pack_into(kt, hd, n, |d, j| scale * at(j, 1, d), zeros);
+            let vp = pack_into(vp, n, hd, |j, d| at(j, 2, d), zeros);
+            scores.copy_from_slice(&self.bias[h * n * n..(h + 1) * n * n]);
+            gemm_serial(q, hd, n, kt, scores, n, Epilogue::AddToOutput);
+            for row in scores.chunks_exact_mut(n) {
+                softmax_row(row);
+            }
+            gemm_serial(scores, n, n, vp, o, hd, Epilogue::None);
+            for t in 0..n {
+                let (y, x) = (self.wy * ws + t / ws, self.wx * ws + t % ws);
+                if y < g.height && x < g.width {
+                    // SAFETY: query token (y, x) of head h belongs to this window alone.
+                    let dst = unsafe { self.out.rows((y * g.width + x) * c + h * hd, hd) };
+                    dst.copy_from_slice(&o[t * hd..(t + 1) * hd]);
                 }
             }
         }

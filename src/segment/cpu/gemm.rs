@@ -68,12 +68,69 @@ impl PackedB {
         Self::pack(k, n, |kk, j| b[kk * n + j], bias)
     }
 
-    fn panel(&self, p: usize) -> &[f32] {
-        &self.panels[p * self.k * NR..(p + 1) * self.k * NR]
+    /// A borrowed view for [`gemm`]'s tasks.
+    pub fn view(&self) -> PackedRef<'_> {
+        PackedRef { k: self.k, n: self.n, panels: &self.panels, bias: &self.bias }
     }
 
     pub fn bias(&self) -> &[f32] {
         &self.bias
+    }
+}
+
+/// A packed B in borrowed memory: a weight's, or activations packed for one product.
+#[derive(Clone, Copy)]
+pub struct PackedRef<'a> {
+    pub k: usize,
+    pub n: usize,
+    panels: &'a [f32],
+    bias: &'a [f32],
+}
+
+impl PackedRef<'_> {
+    fn panel(&self, p: usize) -> &[f32] {
+        &self.panels[p * self.k * NR..(p + 1) * self.k * NR]
+    }
+}
+
+/// Floats a packed k × n matrix takes.
+pub fn packed_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * k * NR
+}
+
+/// Packs B (k × n, `get(kk, j)` = B[kk][j]) into `dst` for [`gemm_serial`]; `bias` must hold n
+/// values. Inlined so the caller's target features (AVX2) apply to the copy loops.
+#[inline(always)]
+pub fn pack_into<'a>(
+    dst: &'a mut [f32],
+    k: usize,
+    n: usize,
+    get: impl Fn(usize, usize) -> f32,
+    bias: &'a [f32],
+) -> PackedRef<'a> {
+    let len = packed_len(k, n);
+    let dst = &mut dst[..len];
+    for p in 0..n.div_ceil(NR) {
+        let cols = NR.min(n - p * NR);
+        for kk in 0..k {
+            let row = &mut dst[(p * k + kk) * NR..(p * k + kk + 1) * NR];
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if j < cols { get(kk, p * NR + j) } else { 0.0 };
+            }
+        }
+    }
+    PackedRef { k, n, panels: dst, bias: &bias[..n] }
+}
+
+/// Like [`gemm`] on the calling thread only: for small products inside a task that is already
+/// one of many running in parallel (window attention).
+#[inline(always)]
+pub fn gemm_serial(a: &[f32], lda: usize, m: usize, b: PackedRef, c: &mut [f32], ldc: usize, epi: Epilogue) {
+    assert!(m == 0 || (a.len() >= (m - 1) * lda + b.k && c.len() >= (m - 1) * ldc + b.n), "gemm operand sizes");
+    let col_blocks = b.n.div_ceil(NR).div_ceil(PANELS_PER_TASK);
+    let (out, kernel) = (OutPtr(c.as_mut_ptr()), select_kernel());
+    for task in 0..m.div_ceil(MC) * col_blocks {
+        Task { a, lda, m, b, out, ldc, epi, kernel, task, col_blocks }.run();
     }
 }
 
@@ -98,7 +155,7 @@ pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: 
     let kernel = select_kernel();
     let wide = !std::ptr::fn_addr_eq(kernel, kernel_generic as Kernel);
     pool.for_each(row_blocks * col_blocks, &|task| {
-        let job = Task { a, lda, m, b, out, ldc, epi, kernel, task, col_blocks };
+        let job = Task { a, lda, m, b: b.view(), out, ldc, epi, kernel, task, col_blocks };
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
@@ -120,7 +177,7 @@ struct Task<'a> {
     a: &'a [f32],
     lda: usize,
     m: usize,
-    b: &'a PackedB,
+    b: PackedRef<'a>,
     out: OutPtr,
     ldc: usize,
     epi: Epilogue,
@@ -133,7 +190,7 @@ impl Task<'_> {
     /// Inlined into a wide and a baseline copy, so the epilogue's GELU vectorises.
     #[inline(always)]
     fn run(&self) {
-        let (a, b, n, k) = (self.a, self.b, self.b.n, self.b.k);
+        let (a, b, n, k) = (self.a, &self.b, self.b.n, self.b.k);
         let panels = n.div_ceil(NR);
         let (rb, cb) = (self.task / self.col_blocks, self.task % self.col_blocks);
         let rows = rb * MC..((rb + 1) * MC).min(self.m);
