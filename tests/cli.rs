@@ -211,3 +211,35 @@ fn a_run_drives_the_device_simulator_over_a_pty() {
         assert!(flags(f) & 2 != 0 && f[5..8].iter().all(|v| v.parse::<f32>().unwrap() == 0.0), "{f:?}");
     }
 }
+
+#[test]
+fn segment_writes_a_mask_for_a_sequence_frame_and_names_bad_input() {
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/litemedsam/litemedsam.bin");
+    if !weights.is_file() {
+        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("s.mha");
+    let o = sonoflow(&["simulate", "--out", seq.to_str().unwrap(), "--frames", "40"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (mask, logits) = (dir.path().join("m.png"), dir.path().join("l.f32"));
+    let args = |frame: &str, extra: &[&str]| {
+        let mut a =
+            vec!["segment", "--input", seq.to_str().unwrap(), "--frame", frame, "--out", mask.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        sonoflow(&a)
+    };
+    let o = args("18", &["--box", "45,75,145,155", "--logits", logits.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("predicted IoU"), "{}", stderr(&o));
+    let png = std::fs::read(&mask).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let values = std::fs::read(&logits).unwrap();
+    assert_eq!(values.len(), 256 * 256 * 4);
+    let positive = values.chunks_exact(4).filter(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) > 0.0).count();
+    assert!(positive > 500, "the lesion is segmented ({positive} pixels)");
+    assert_eq!(args("18", &[]).status.code(), Some(2), "no prompt is a usage error");
+    let o = args("99", &["--box", "1,1,9,9"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("no frame 99"), "{}", stderr(&o));
+}

@@ -5,6 +5,7 @@ mod demo;
 mod haptics_sim;
 mod model;
 mod run;
+mod segment;
 mod simulate;
 
 use std::io::IsTerminal;
@@ -82,6 +83,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Simulate a sweep if needed, run the whole pipeline on it, print per-stage latency.
     Demo(demo::DemoArgs),
+    /// Segment one image or sequence frame from a box or points; write the mask as PNG.
+    Segment(segment::SegmentArgs),
     /// Time the segmentation engine on one frame (and where its time goes).
     Bench(bench::BenchArgs),
     /// Play the haptic device: log force frames, send heartbeats, inject faults.
@@ -96,6 +99,7 @@ pub fn dispatch(command: Command) -> Result<Exit, Failure> {
         Command::Simulate(args) => simulate::execute(args),
         Command::Demo(args) => demo::execute(args),
         Command::Bench(args) => bench::execute(args),
+        Command::Segment(args) => segment::execute(args),
         Command::HapticsSim(args) => haptics_sim::execute(args),
         Command::Model(args) => model::execute(args),
     }
