@@ -9,6 +9,7 @@
 //! Accumulation is plain float32 (no reduced precision), as parity with the reference demands.
 
 use super::pool::ThreadPool;
+pub use crate::segment::ops::Epilogue;
 
 /// Columns per packed panel (two AVX registers).
 pub const NR: usize = 16;
@@ -20,16 +21,6 @@ const KC: usize = 512;
 const MC: usize = 48;
 /// Panels per task.
 const PANELS_PER_TASK: usize = 8;
-
-/// What follows the product, applied once per output element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Epilogue {
-    None,
-    Gelu,
-    Relu,
-    /// Add the destination's previous value (a residual connection).
-    AddToOutput,
-}
 
 /// A weight matrix B (k × n) packed in panels of NR columns, with its bias.
 pub struct PackedB {

@@ -125,15 +125,6 @@ impl CpuOps {
     }
 }
 
-fn gemm_epilogue(e: Epilogue) -> gemm::Epilogue {
-    match e {
-        Epilogue::None => gemm::Epilogue::None,
-        Epilogue::Gelu => gemm::Epilogue::Gelu,
-        Epilogue::Relu => gemm::Epilogue::Relu,
-        Epilogue::AddToOutput => gemm::Epilogue::AddToOutput,
-    }
-}
-
 impl Ops for CpuOps {
     type Linear = PackedB;
     type Vector = Vec<f32>;
@@ -186,7 +177,7 @@ impl Ops for CpuOps {
     fn linear(&mut self, x: Buf, rows: usize, w: &PackedB, out: Buf, epilogue: Epilogue) {
         let started = self.begin();
         let ([a], c, pool, _) = self.io([x], out);
-        gemm::gemm(pool, a, w.k, rows, w, c, w.n, gemm_epilogue(epilogue));
+        gemm::gemm(pool, a, w.k, rows, w, c, w.n, epilogue);
         self.end(OpKind::Linear, started);
     }
 
