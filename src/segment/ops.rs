@@ -117,6 +117,19 @@ pub trait Ops {
         out: Buf,
     );
     fn gelu(&mut self, x: Buf);
+    /// TinyViT's MBConv on an H × W × C image, in one op so an engine can keep the 4C-wide
+    /// hidden layers out of memory: `out = gelu(x + conv3(gelu(dw(gelu(conv1(x))))))`.
+    #[allow(clippy::too_many_arguments)]
+    fn mbconv(
+        &mut self,
+        x: Buf,
+        height: usize,
+        width: usize,
+        conv1: &Self::Linear,
+        dw: &Self::Depthwise,
+        conv3: &Self::Linear,
+        out: Buf,
+    );
     /// `x = gelu(x + residual)`.
     fn add_gelu(&mut self, x: Buf, residual: Buf);
     /// `x += other`.

@@ -3,5 +3,6 @@
 pub mod attention;
 pub mod gemm;
 pub mod kernels;
+pub mod mbconv;
 pub mod ops;
 pub mod pool;

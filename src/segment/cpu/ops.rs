@@ -6,12 +6,14 @@
 use super::attention::{dense_attention, window_attention};
 use super::gemm::{self, PackedB};
 use super::kernels::{self, DepthwiseArgs, SharedMut};
+use super::mbconv::{self, MbConvArgs};
 use super::pool::ThreadPool;
 use crate::segment::ops::{Buf, Epilogue, Ops, WindowGeometry};
 
-/// Scratch floats per thread for the attention kernels (windows of 196 tokens × 32 channels
-/// need 50 960; dense attention over 4096 keys needs 4096).
-const SCRATCH_PER_THREAD: usize = 1 << 16;
+/// Scratch floats per thread: the fused MBConv's three hidden rows and one depthwise row at
+/// 256 × 256 × 256 (262 144) is the largest need; window attention needs 64 084, dense attention
+/// over 4096 keys 4096.
+const SCRATCH_PER_THREAD: usize = 4 * 256 * 256;
 
 pub struct CpuOps {
     pool: ThreadPool,
@@ -204,6 +206,23 @@ impl Ops for CpuOps {
         let args = DepthwiseArgs { input, height, width, channels, stride, taps: &k.taps, bias: &k.bias, gelu };
         kernels::depthwise3x3(pool, &args, o);
         self.end(OpKind::Depthwise, started);
+    }
+
+    fn mbconv(
+        &mut self,
+        x: Buf,
+        height: usize,
+        width: usize,
+        conv1: &PackedB,
+        dw: &DepthwiseKernel,
+        conv3: &PackedB,
+        out: Buf,
+    ) {
+        let started = self.begin();
+        let ([input], o, pool, scratch) = self.io([x], out);
+        let args = MbConvArgs { x: input, height, width, conv1, taps: &dw.taps, dw_bias: &dw.bias, conv3 };
+        mbconv::mbconv(pool, &args, o, scratch);
+        self.end(OpKind::Linear, started);
     }
 
     fn gelu(&mut self, x: Buf) {

@@ -189,13 +189,14 @@ impl<O: Ops> Encoder<O> {
         // Patch embedding: two 1×1 convolutions at full resolution (no downsampling here).
         ops.linear(self.input, pixels, &self.patch0, big1.prefix(pixels * 32), Epilogue::Gelu);
         ops.linear(big1.prefix(pixels * 32), pixels, &self.patch2, x.prefix(pixels * 64), Epilogue::None);
-        for m in &self.mbconv {
-            let (h1, h2) = (big1.prefix(pixels * 256), big2.prefix(pixels * 256));
-            ops.linear(x, pixels, &m.conv1, h1, Epilogue::Gelu);
-            ops.depthwise(h1, 256, 256, 256, 1, &m.conv2, true, h2);
-            // GELU comes after the residual add.
-            ops.linear(h2, pixels, &m.conv3, x, Epilogue::AddToOutput);
-            ops.gelu(x);
+        // MBConv blocks (GELU after the residual add), ping-ponging between x and y.
+        let (x64, y64) = (x.prefix(pixels * 64), y.prefix(pixels * 64));
+        for (i, m) in self.mbconv.iter().enumerate() {
+            let (from, to) = if i % 2 == 0 { (x64, y64) } else { (y64, x64) };
+            ops.mbconv(from, 256, 256, &m.conv1, &m.conv2, &m.conv3, to);
+        }
+        if self.mbconv.len() % 2 == 1 {
+            ops.copy(y64, x64);
         }
         for (s, blocks) in self.stages.iter().enumerate() {
             self.merge(ops, &self.merges[s]);
