@@ -222,8 +222,7 @@ impl Task<'_> {
                     if last && self.epi == Epilogue::Gelu {
                         for &row in &c_rows[..mr] {
                             // SAFETY: as above.
-                            let dst = unsafe { std::slice::from_raw_parts_mut(row, cols) };
-                            dst.iter_mut().for_each(|v| *v = super::kernels::gelu(*v));
+                            super::kernels::gelu_in_place(unsafe { std::slice::from_raw_parts_mut(row, cols) });
                         }
                     }
                 }

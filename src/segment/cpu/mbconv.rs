@@ -8,7 +8,7 @@
 //! two hidden rows at its edges (8 bands: ~6 % more conv1 work).
 
 use super::gemm::{Epilogue, PackedB, gemm_serial};
-use super::kernels::{SharedMut, gelu};
+use super::kernels::{SharedMut, add_gelu_in_place, gelu_in_place};
 use super::pool::ThreadPool;
 
 /// Rows of the image one task walks.
@@ -103,9 +103,7 @@ impl Band<'_> {
             // SAFETY: output row y belongs to this band alone.
             let out_row = unsafe { self.out.rows(y * w * c, w * c) };
             gemm_serial(dw_row, hidden, w, a.conv3.view(), out_row, c, Epilogue::None);
-            for (o, x) in out_row.iter_mut().zip(&a.x[y * w * c..(y + 1) * w * c]) {
-                *o = gelu(*o + x);
-            }
+            add_gelu_in_place(out_row, &a.x[y * w * c..(y + 1) * w * c]);
         }
     }
 }
@@ -131,9 +129,7 @@ fn depthwise_row(rows: &[Option<&[f32]>; 3], width: usize, c: usize, taps: &[f32
                 }
             }
         }
-        for v in o.iter_mut() {
-            *v = gelu(*v);
-        }
+        gelu_in_place(o);
     }
 }
 
