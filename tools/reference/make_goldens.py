@@ -222,15 +222,21 @@ def resolve_case(case, inputs):
 # Running a case
 # ----------------------------------------------------------------------------------------------
 
-def run_case(model, frame, box, points):
-    h, w = frame.shape
-    pre = lmsref.preprocess(frame)
-    emb = lmsref.encode(model, pre["tensor"])
+def prompts_256(box, points, h, w):
+    """The box and points (with their labels) mapped into the 256 frame, None where absent."""
     box256 = lmsref.box_to_256(box, h, w) if box is not None else None
     pts256 = labels = None
     if points is not None:
         pts256 = lmsref.points_to_256([p[:2] for p in points], h, w)
         labels = [p[2] for p in points]
+    return box256, pts256, labels
+
+
+def run_case(model, frame, box, points):
+    h, w = frame.shape
+    pre = lmsref.preprocess(frame)
+    emb = lmsref.encode(model, pre["tensor"])
+    box256, pts256, labels = prompts_256(box, points, h, w)
     low_res, iou = lmsref.decode(model, emb, box256, pts256, labels)
     logits = lmsref.postprocess(model, low_res, pre["new_size"], pre["original_size"])
     mask = lmsref.threshold(logits)
@@ -459,11 +465,8 @@ def dump(args):
         save("preprocess.resized_u8", torch.from_numpy(pre["resized_u8"]), "channel 0 of the INTER_AREA resize, zero padded")
         save("input", pre["tensor"], "preprocessed encoder input (1 x 3 x 256 x 256)")
         emb = lmsref.encode(model, pre["tensor"])
-        box256 = lmsref.box_to_256(box, h, w) if box is not None else None
-        pts256 = labels = None
+        box256, pts256, labels = prompts_256(box, points, h, w)
         if points is not None:
-            pts256 = lmsref.points_to_256([p[:2] for p in points], h, w)
-            labels = [p[2] for p in points]
             save("prompt.points_256", torch.tensor(pts256, dtype=torch.float32)[None], "point prompt in the 256 frame (1 x N x 2)")
             save("prompt.point_labels", torch.tensor(labels, dtype=torch.float32)[None], "point labels (1 x N)")
         if box256 is not None:
