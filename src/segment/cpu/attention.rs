@@ -13,6 +13,9 @@ use crate::segment::ops::WindowGeometry;
 #[cfg(test)]
 use crate::segment::ops::expand_window_bias;
 
+/// Most tokens in a window (TinyViT's largest window is 14 × 14).
+const MAX_WINDOW_TOKENS: usize = 256;
+
 /// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels: q, packed
 /// kᵀ and v, the scores, the output, and a row of zeros (the products' absent bias).
 pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
@@ -93,12 +96,18 @@ impl Window<'_> {
         let zeros = &mut zeros[..n.max(hd)];
         zeros.fill(0.0);
         let zeros = &*zeros;
-        let grid = |t: usize| (self.wy * ws + t / ws) * g.padded_width + self.wx * ws + t % ws;
+        // Where each token's qkv row starts, computed once per window (the packing below reads
+        // every element, and the window arithmetic per element would cost more than the copy).
+        assert!(n <= MAX_WINDOW_TOKENS, "windows of {n} tokens");
+        let mut row_start = [0usize; MAX_WINDOW_TOKENS];
+        for (t, start) in row_start.iter_mut().enumerate().take(n) {
+            *start = ((self.wy * ws + t / ws) * g.padded_width + self.wx * ws + t % ws) * 3 * c;
+        }
         let qkv = self.qkv;
         for h in 0..heads {
-            let at = |t: usize, part: usize, d: usize| qkv[grid(t) * 3 * c + h * 3 * hd + part * hd + d];
+            let at = |t: usize, part: usize, d: usize| qkv[row_start[t] + h * 3 * hd + part * hd + d];
             for t in 0..n {
-                q[t * hd..(t + 1) * hd].copy_from_slice(&qkv[grid(t) * 3 * c + h * 3 * hd..][..hd]);
+                q[t * hd..(t + 1) * hd].copy_from_slice(&qkv[row_start[t] + h * 3 * hd..][..hd]);
             }
             let kt = pack_into(kt, hd, n, |d, j| scale * at(j, 1, d), zeros);
             let vp = pack_into(vp, n, hd, |j, d| at(j, 2, d), zeros);
