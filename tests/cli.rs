@@ -243,3 +243,28 @@ fn segment_writes_a_mask_for_a_sequence_frame_and_names_bad_input() {
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("no frame 99"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_speaks_the_tools_bench_protocol() {
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/litemedsam/litemedsam.bin");
+    if !weights.is_file() {
+        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    }
+    // tools/bench/run passes its settings in SONOFLOW_BENCH_* variables.
+    let o = Command::new(env!("CARGO_BIN_EXE_sonoflow"))
+        .args(["bench", "--json"])
+        .env("SONOFLOW_BENCH_FRAMES", "2")
+        .env("SONOFLOW_BENCH_WARMUP", "0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(v["engine"].as_str().unwrap().starts_with("sonoflow"));
+    for key in ["encoder_ms", "decoder_ms"] {
+        let times = v[key].as_array().unwrap();
+        assert_eq!(times.len(), 2, "{key}");
+        assert!(times.iter().all(|t| t.as_f64().unwrap() > 0.0));
+    }
+}
