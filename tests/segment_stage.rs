@@ -105,3 +105,30 @@ fn a_missing_model_is_a_clear_error() {
     let err = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).err().expect("an error");
     assert!(err.to_string().contains("/nonexistent/litemedsam"), "{err}");
 }
+
+#[test]
+fn the_configured_prompt_waits_for_its_frame() {
+    let Some(dir) = locate_model_dir(LITEMEDSAM) else { return eprintln!("skipped: no engines/litemedsam") };
+    if !Manifest::load(&dir).is_ok_and(|m| m.weights_path(&dir).is_file()) {
+        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    }
+    let spec = SimulationSpec { frames: 40, ..SimulationSpec::default() };
+    let (w, h) = (spec.width_px, spec.height_px);
+    let mut sim = Simulator::new(spec).unwrap();
+    let pool = PixelPool::new(PixelFormat::Gray8, w * h, 2);
+    let mut labels = vec![0u8; w * h];
+    let settings =
+        SegmentSettings { bbox: Some([40.0, 60.0, 150.0, 160.0]), prompt_from_frame: 17, ..Default::default() };
+    let mut stage = SegmentStage::new(&settings, w, h, 2, PromptInbox::default()).unwrap();
+    let mut sources = Vec::new();
+    for i in 16..18 {
+        let mut f = Frame::new(pool.try_acquire().unwrap());
+        let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
+        sim.render(i, px, &mut labels).unwrap();
+        (f.image.width, f.image.height, f.seq) = (w, h, i as u64);
+        let mut out = None;
+        stage.process(f, &mut out).unwrap();
+        sources.push(out.unwrap().segmentation.map(|s| s.prompt_source));
+    }
+    assert_eq!(sources, [None, Some(PromptSource::Given)]);
+}

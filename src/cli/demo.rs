@@ -28,6 +28,35 @@ pub struct DemoArgs {
     /// Replay pace (the demo config plays at the recorded 30 fps).
     #[arg(long, value_enum)]
     pub pace: Option<PaceArg>,
+    /// Segment with LiteMedSAM instead of using the simulator's ground-truth masks: the lesion's
+    /// box is given on the first frame that shows it (as a user would mark it), then tracked.
+    #[arg(long)]
+    pub segment: bool,
+}
+
+/// The first frame showing at least `min_pixels` of the lesion, and its bounding box grown by
+/// `margin` pixels (frame pixels).
+fn lesion_prompt(spec: &SimulationSpec, min_pixels: usize, margin: f32) -> Option<(u64, [f32; 4])> {
+    let mut sim = sonoflow::capture::simulator::Simulator::new(spec.clone()).ok()?;
+    let (w, h) = (spec.width_px, spec.height_px);
+    let (mut image, mut labels) = (vec![0u8; w * h], vec![0u8; w * h]);
+    for i in 0..spec.frames {
+        sim.render(i, &mut image, &mut labels).ok()?;
+        let lesion: Vec<usize> =
+            (0..w * h).filter(|&p| labels[p] == sonoflow::capture::simulator::LABEL_LESION).collect();
+        if lesion.len() >= min_pixels {
+            let xs = lesion.iter().map(|p| (p % w) as f32);
+            let ys = lesion.iter().map(|p| (p / w) as f32);
+            let (x0, x1) = (xs.clone().fold(f32::MAX, f32::min), xs.fold(0.0, f32::max));
+            let (y0, y1) = (ys.clone().fold(f32::MAX, f32::min), ys.fold(0.0, f32::max));
+            let clip = |v: f32, max: usize| v.clamp(0.0, (max - 1) as f32);
+            return Some((
+                i as u64,
+                [clip(x0 - margin, w), clip(y0 - margin, h), clip(x1 + margin, w), clip(y1 + margin, h)],
+            ));
+        }
+    }
+    None
 }
 
 fn cache_dir() -> PathBuf {
@@ -42,10 +71,10 @@ pub fn execute(args: DemoArgs) -> Result<Exit, Failure> {
     let dir = args.dir.unwrap_or_else(cache_dir);
     // The name carries the simulator's file version: sweeps of older builds are not reused.
     let sweep = dir.join(format!("demo-v2-seed{}-{}frames.mha", args.seed, args.frames));
+    let spec = SimulationSpec { frames: args.frames, seed: args.seed, ..SimulationSpec::default() };
     if sweep.is_file() {
         eprintln!("sonoflow: using the simulated sweep {}", sweep.display());
     } else {
-        let spec = SimulationSpec { frames: args.frames, seed: args.seed, ..SimulationSpec::default() };
         simulate_with_progress(&spec, &sweep)?;
     }
     let mut config = Config::parse(DEMO_CONFIG)
@@ -55,6 +84,14 @@ pub fn execute(args: DemoArgs) -> Result<Exit, Failure> {
     config.capture.labels_path = Some(sonoflow::io::plus::labels_path(&sweep));
     config.capture.path = Some(sweep);
     config.metrics.report_path = Some(dir.join("demo-report.json"));
+    if args.segment {
+        let (frame, bbox) = lesion_prompt(&spec, 200, 8.0).ok_or_else(|| {
+            Failure::new(Exit::Internal, anyhow::anyhow!("the simulated sweep never shows the lesion"))
+        })?;
+        eprintln!("sonoflow: segmenting with LiteMedSAM from frame {frame}, box {bbox:?} (then tracked)");
+        config.segment.settings.bbox = Some(bbox);
+        config.segment.settings.prompt_from_frame = frame;
+    }
     if let Some(pace) = args.pace {
         config.capture.pace = match pace {
             PaceArg::Recorded => sonoflow::capture::Pace::Recorded,

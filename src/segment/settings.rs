@@ -34,6 +34,9 @@ pub struct SegmentSettings {
     pub bbox: Option<[f32; 4]>,
     /// Initial clicks `[x, y, 1 (target) or 0 (not target)]` in frame pixels, at most two.
     pub points: Vec<[f32; 3]>,
+    /// Frame (sequence number) from which the initial prompt applies, as when the user marks the
+    /// target once it comes into view; earlier frames pass on unsegmented.
+    pub prompt_from_frame: u64,
     /// Follow the target: each frame's box is the previous mask's bounding box grown by
     /// `track_margin_px`; off: every frame uses the given prompt.
     pub track: bool,
@@ -50,6 +53,7 @@ impl Default for SegmentSettings {
             model_dir: None,
             bbox: None,
             points: Vec::new(),
+            prompt_from_frame: 0,
             track: true,
             track_margin_px: DEFAULT_TRACK_MARGIN_PX,
             iou_floor: DEFAULT_IOU_FLOOR,

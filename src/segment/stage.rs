@@ -58,6 +58,8 @@ struct Segmenter {
 pub struct SegmentStage {
     segmenter: Option<Box<Segmenter>>,
     inbox: PromptInbox,
+    /// The configured prompt and the frame from which it applies, until that frame arrives.
+    scheduled: Option<(FramePrompt, u64)>,
 }
 
 /// The initial prompt of the settings, in frame pixels.
@@ -108,7 +110,7 @@ impl SegmentStage {
         inbox: PromptInbox,
     ) -> Result<Self, StageError> {
         let Some(initial) = initial_prompt(settings) else {
-            return Ok(SegmentStage { segmenter: None, inbox });
+            return Ok(SegmentStage { segmenter: None, inbox, scheduled: None });
         };
         let pixels = max_width * max_height;
         let segmenter = Segmenter {
@@ -118,14 +120,18 @@ impl SegmentStage {
             low_res: vec![0.0; Letterbox::SIDE * Letterbox::SIDE],
             tracker: Tracker::new(
                 TrackerSettings { margin_px: settings.track_margin_px, iou_floor: settings.iou_floor },
-                Some(initial),
+                None,
             ),
             track: settings.track,
             iou_floor: settings.iou_floor,
             masks: PixelPool::new(PixelFormat::Gray8, pixels, buffers),
             logits: LogitsPool::new(pixels, buffers),
         };
-        Ok(SegmentStage { segmenter: Some(Box::new(segmenter)), inbox })
+        Ok(SegmentStage {
+            segmenter: Some(Box::new(segmenter)),
+            inbox,
+            scheduled: Some((initial, settings.prompt_from_frame)),
+        })
     }
 }
 
@@ -144,8 +150,15 @@ impl Stage for SegmentStage {
             *output = Some(input);
             return Ok(Outcome::Emitted);
         };
+        if let Some((p, from)) = self.scheduled {
+            if input.seq >= from {
+                s.tracker.give(p);
+                self.scheduled = None;
+            }
+        }
         if let Some(p) = self.inbox.0.pop() {
             s.tracker.give(p);
+            self.scheduled = None;
         }
         let Some((prompt, source)) = s.tracker.prompt() else {
             *output = Some(input);
