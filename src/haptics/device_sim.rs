@@ -141,11 +141,8 @@ pub fn run_device(
     while !stop.load(Ordering::Acquire) && settings.duration.is_none_or(|d| start.elapsed() < d) {
         let now_s = elapsed_s();
         if let Some(open_now) = current.as_mut() {
-            let n = match open_now.port.read_available(&mut buf) {
-                Ok(n) => n,
-                // The host closing its end shows up as EIO on a pty: nothing to read.
-                Err(_) => 0,
-            };
+            // The host closing its end shows up as EIO on a pty: nothing to read.
+            let n = open_now.port.read_available(&mut buf).unwrap_or_default();
             let arrival_us = us(Instant::now());
             decoder.feed(&buf[..n], |m| {
                 events.push(match m {

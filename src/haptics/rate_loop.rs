@@ -156,8 +156,7 @@ impl RateLoop {
     pub fn tick(&mut self, inputs: &TickInputs) -> ForceFrame {
         let start = *self.start_ns.get_or_insert(inputs.now_ns);
         let reason = self.reason(inputs);
-        if reason.is_some() && reason != self.safe {
-            let r = reason.expect("checked above");
+        if let Some(r) = reason.filter(|_| reason != self.safe) {
             self.entries[SafeReason::ALL.iter().position(|&x| x == r).expect("every reason is listed")] += 1;
             if let (SafeReason::Stale, Some((_, received_ns))) = (r, self.latest) {
                 self.stale_to_safe.record_ns(inputs.now_ns - received_ns);

@@ -133,6 +133,7 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// `c[m × n] (row stride ldc) = epilogue(a[m × k] (row stride lda) · b + bias)`.
+#[allow(clippy::too_many_arguments)]
 pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: &mut [f32], ldc: usize, epi: Epilogue) {
     let (k, n) = (b.k, b.n);
     assert!(m == 0 || (a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n), "gemm operand sizes");

@@ -36,8 +36,8 @@ fn exp_neg(x: f32) -> f32 {
     let n = (x * std::f32::consts::LOG2_E).round_ties_even();
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     // Cephes expf's minimax polynomial on |r| <= ln 2 / 2.
-    let p = ((((1.987_569_2e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
-        + 0.500_000_0;
+    let p =
+        ((((1.987_569_2e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
     f32::from_bits(((n as i32 + 127) as u32) << 23) * (p * r * r + r + 1.0)
 }
 
@@ -221,6 +221,7 @@ impl SharedMut {
 }
 
 /// LayerNorm over the last dimension (`c` channels) of `rows` rows, in parallel.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm(
     pool: &ThreadPool,
     x: &[f32],
