@@ -383,6 +383,8 @@ pub enum PromptSource {
 pub struct SegmentationInfo {
     /// The model's own estimate of its mask's IoU.
     pub predicted_iou: f32,
+    /// SAM's stability score: IoU of the masks at logit thresholds +1 and −1.
+    pub stability: f32,
     /// The box prompt used, in frame pixels `[x0, y0, x1, y1]` (None: points only).
     pub prompt_box: Option<[f32; 4]>,
     pub prompt_source: PromptSource,

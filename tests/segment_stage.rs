@@ -73,6 +73,20 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
     }
     assert_eq!(sources[0], PromptSource::Given);
     assert!(sources[1..].iter().all(|s| *s == PromptSource::Tracked), "{sources:?}");
+    // Far past the lesion: the model still outlines something, but the mask is flagged (not
+    // trusted, zero confidence) and the tracker holds its last good box.
+    let mut f = Frame::new(pool.try_acquire().unwrap());
+    let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
+    sim.render(36, px, &mut labels).unwrap();
+    assert!(!labels.contains(&LESION), "frame 36 is past the lesion");
+    (f.image.width, f.image.height, f.seq) = (w, h, 36);
+    let mut out = None;
+    stage.process(f, &mut out).unwrap();
+    let f = out.unwrap();
+    let info = f.segmentation.unwrap();
+    eprintln!("frame 36: IoU {:.3}, stability {:.3}, flagged {}", info.predicted_iou, info.stability, info.flagged);
+    assert!(info.flagged, "{info:?}");
+    assert_eq!(f.mask_confidence, Some(0.0));
     // A new prompt from outside takes over on the next frame.
     inbox.send(FramePrompt::from_box([10.0, 10.0, 60.0, 60.0]));
     let mut f = Frame::new(pool.try_acquire().unwrap());

@@ -21,7 +21,7 @@ use super::model::LiteMedSam;
 use super::postprocess::{logits_to_frame, mask_bounding_box};
 use super::preprocess::Preprocessor;
 use super::settings::{EngineChoice, SegmentSettings};
-use super::tracker::{FramePrompt, Tracker, TrackerSettings};
+use super::tracker::{FramePrompt, MaskQuality, Tracker, TrackerSettings};
 use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo};
 use crate::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
 use crate::pipeline::stage::{Outcome, Stage, StageError};
@@ -50,7 +50,7 @@ struct Segmenter {
     low_res: Vec<f32>,
     tracker: Tracker,
     track: bool,
-    iou_floor: f32,
+    tracker_settings: TrackerSettings,
     masks: PixelPool,
     logits: LogitsPool,
 }
@@ -113,17 +113,19 @@ impl SegmentStage {
             return Ok(SegmentStage { segmenter: None, inbox, scheduled: None });
         };
         let pixels = max_width * max_height;
+        let tracker_settings = TrackerSettings {
+            margin_px: settings.track_margin_px,
+            iou_floor: settings.iou_floor,
+            stability_floor: settings.stability_floor,
+        };
         let segmenter = Segmenter {
             model: load_model(settings)?,
             pre: Preprocessor::new(max_width, max_height),
             plane: vec![0.0; Letterbox::SIDE * Letterbox::SIDE],
             low_res: vec![0.0; Letterbox::SIDE * Letterbox::SIDE],
-            tracker: Tracker::new(
-                TrackerSettings { margin_px: settings.track_margin_px, iou_floor: settings.iou_floor },
-                None,
-            ),
+            tracker: Tracker::new(tracker_settings, None),
             track: settings.track,
-            iou_floor: settings.iou_floor,
+            tracker_settings,
             masks: PixelPool::new(PixelFormat::Gray8, pixels, buffers),
             logits: LogitsPool::new(pixels, buffers),
         };
@@ -179,12 +181,20 @@ impl Stage for SegmentStage {
         logits_to_frame(&s.low_res, &letterbox, &mut logits.data_mut()[..w * h], &mut mask_pixels[..w * h])
             .map_err(|e| bad(e.to_string()))?;
         let mask_box = mask_bounding_box(&mask_pixels[..w * h], w, h).map_err(|e| bad(e.to_string()))?;
-        let flagged = if s.track { s.tracker.update(mask_box, iou, w, h).flagged } else { iou < s.iou_floor };
+        let quality = MaskQuality { predicted_iou: iou, stability: MaskQuality::stability_of(&logits.data()[..w * h]) };
+        let flagged = if s.track {
+            s.tracker.update(mask_box, quality, w, h).flagged
+        } else {
+            !quality.trusted(&s.tracker_settings)
+        };
         input.mask = Some(mask);
         input.logits = Some(logits);
-        input.mask_confidence = Some(iou);
+        // A flagged mask is not to be acted on: zero confidence (the haptics stage holds its
+        // device safe under its confidence floor).
+        input.mask_confidence = Some(if flagged { 0.0 } else { iou });
         input.segmentation = Some(SegmentationInfo {
             predicted_iou: iou,
+            stability: quality.stability,
             prompt_box: prompt.bbox,
             prompt_source: source,
             flagged,
