@@ -53,7 +53,8 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
         .collect();
     let settings = SegmentSettings { bbox: Some(bbox(&frames[0].1, w)), ..Default::default() };
     let inbox = PromptInbox::default();
-    let mut stage = SegmentStage::new(&settings, w, h, 4, inbox.clone()).unwrap();
+    let report = sonoflow::segment::stage::SegmentReportSlot::default();
+    let mut stage = SegmentStage::new(&settings, w, h, 4, inbox.clone(), report.clone()).unwrap();
     let mut sources = Vec::new();
     for (frame, truth) in frames {
         let mut out = None;
@@ -87,6 +88,9 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
     eprintln!("frame 36: IoU {:.3}, stability {:.3}, flagged {}", info.predicted_iou, info.stability, info.flagged);
     assert!(info.flagged, "{info:?}");
     assert_eq!(f.mask_confidence, Some(0.0));
+    stage.stop();
+    let r = report.lock().unwrap().clone().expect("a report");
+    assert_eq!((r.frames_segmented, r.frames_flagged, r.prompts_given), (6, 1, 1));
     // A new prompt from outside takes over on the next frame.
     inbox.send(FramePrompt::from_box([10.0, 10.0, 60.0, 60.0]));
     let mut f = Frame::new(pool.try_acquire().unwrap());
@@ -102,7 +106,7 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
 #[test]
 fn without_a_prompt_frames_pass_untouched_and_no_model_is_loaded() {
     let settings = SegmentSettings { model_dir: Some("/nonexistent".into()), ..Default::default() };
-    let mut stage = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).unwrap();
+    let mut stage = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default(), Default::default()).unwrap();
     let pool = PixelPool::new(PixelFormat::Gray8, 64, 1);
     let mut out = None;
     stage.process(Frame::new(pool.try_acquire().unwrap()), &mut out).unwrap();
@@ -116,7 +120,8 @@ fn a_missing_model_is_a_clear_error() {
         bbox: Some([1.0, 1.0, 5.0, 5.0]),
         ..Default::default()
     };
-    let err = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).err().expect("an error");
+    let err =
+        SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default(), Default::default()).err().expect("an error");
     assert!(err.to_string().contains("/nonexistent/litemedsam"), "{err}");
 }
 
@@ -133,7 +138,7 @@ fn the_configured_prompt_waits_for_its_frame() {
     let mut labels = vec![0u8; w * h];
     let settings =
         SegmentSettings { bbox: Some([40.0, 60.0, 150.0, 160.0]), prompt_from_frame: 17, ..Default::default() };
-    let mut stage = SegmentStage::new(&settings, w, h, 2, PromptInbox::default()).unwrap();
+    let mut stage = SegmentStage::new(&settings, w, h, 2, PromptInbox::default(), Default::default()).unwrap();
     let mut sources = Vec::new();
     for i in 16..18 {
         let mut f = Frame::new(pool.try_acquire().unwrap());

@@ -14,7 +14,7 @@ use crate::pipeline::recording::{RecordingTap, TapContent, TapSettings};
 use crate::pipeline::runtime::{PipelineSpec, StageSpec};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::supervisor::Supervisor;
-use crate::segment::stage::{PromptInbox, SegmentStage};
+use crate::segment::stage::{PromptInbox, SegmentReportSlot, SegmentStage};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,11 +83,12 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         }
     };
     let mut haptics_factory = Some(haptics_factory);
+    let segment_report = SegmentReportSlot::default();
     let segment_factory = {
         let settings = config.segment.settings.clone();
-        let (inbox, buffers) = (PromptInbox::default(), config.pipeline.pool_frames);
+        let (inbox, buffers, slot) = (PromptInbox::default(), config.pipeline.pool_frames, segment_report.clone());
         move || {
-            SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone())
+            SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone(), slot.clone())
                 .map(|s| Box::new(s) as Box<dyn Stage>)
         }
     };
@@ -137,5 +138,6 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         mask_tap,
         supervisor,
         haptics_report: config.haptics.enabled.then_some(haptics_report),
+        segment_report: config.segment.enabled.then_some(segment_report),
     })
 }

@@ -12,6 +12,7 @@ use crate::pipeline::metrics::LatencySummary;
 use crate::pipeline::queue::QueuePolicy;
 use crate::pipeline::recording::RecordingReport;
 use crate::pipeline::supervisor::{Fault, StopReason};
+use crate::segment::stage::SegmentReport;
 
 /// Version of the report's JSON layout; bumped on any incompatible change.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -91,6 +92,9 @@ pub struct Report {
     pub recordings: Vec<RecordingReport>,
     pub fault_count: u64,
     pub faults: Vec<Fault>,
+    /// The segmentation's counts, when the model ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentReport>,
     /// The force-feedback stage's measurements, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub haptics: Option<HapticsReport>,
@@ -129,6 +133,7 @@ impl Report {
             recordings,
             fault_count,
             faults,
+            segment: None,
             haptics: None,
         }
     }

@@ -23,6 +23,7 @@ use crate::pipeline::recording::RecordingTap;
 use crate::pipeline::report::{EndToEndReport, QueueReport, Report, StageReport, TraceEvent};
 use crate::pipeline::stage::{ErrorPolicy, Outcome, Stage, StageError, StageFactory};
 use crate::pipeline::supervisor::{Fault, StopReason, Supervisor};
+use crate::segment::stage::SegmentReportSlot;
 
 /// One processing stage as the runtime needs it.
 pub struct StageSpec {
@@ -54,6 +55,8 @@ pub struct PipelineSpec {
     pub supervisor: Supervisor,
     /// Filled by the haptics stage when it stops; copied into the report.
     pub haptics_report: Option<HapticsReportSlot>,
+    /// Filled by the segment stage when it stops (if it ran the model); copied into the report.
+    pub segment_report: Option<SegmentReportSlot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         mask_tap,
         supervisor,
         haptics_report,
+        segment_report,
     } = spec;
     if stages.len() + 1 > crate::frame::MAX_STAGES {
         return Err(PipelineError::TooManyStages { max: crate::frame::MAX_STAGES - 1, got: stages.len() });
@@ -283,6 +287,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         fault_count,
     );
     report.haptics = haptics_report.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
+    report.segment = segment_report.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
     Ok(RunResult { report, trace })
 }
 

@@ -55,8 +55,27 @@ struct Segmenter {
     logits: LogitsPool,
 }
 
+/// What the stage did, for the run report.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SegmentReport {
+    pub engine: &'static str,
+    /// Frames the model ran on.
+    pub frames_segmented: u64,
+    /// Of those, frames whose mask was not trusted (IoU or stability under its floor).
+    pub frames_flagged: u64,
+    /// Prompts that arrived while running (the configured one included).
+    pub prompts_given: u64,
+    pub predicted_iou_mean: f64,
+    pub predicted_iou_min: Option<f32>,
+}
+
+/// Filled when the stage stops; the runtime copies it into the run report.
+pub type SegmentReportSlot = Arc<std::sync::Mutex<Option<SegmentReport>>>;
+
 pub struct SegmentStage {
     segmenter: Option<Box<Segmenter>>,
+    report: SegmentReport,
+    report_slot: SegmentReportSlot,
     inbox: PromptInbox,
     /// The configured prompt and the frame from which it applies, until that frame arrives.
     scheduled: Option<(FramePrompt, u64)>,
@@ -108,9 +127,11 @@ impl SegmentStage {
         max_height: usize,
         buffers: usize,
         inbox: PromptInbox,
+        report_slot: SegmentReportSlot,
     ) -> Result<Self, StageError> {
+        let report = SegmentReport { engine: "cpu", ..Default::default() };
         let Some(initial) = initial_prompt(settings) else {
-            return Ok(SegmentStage { segmenter: None, inbox, scheduled: None });
+            return Ok(SegmentStage { segmenter: None, report, report_slot, inbox, scheduled: None });
         };
         let pixels = max_width * max_height;
         let tracker_settings = TrackerSettings {
@@ -131,6 +152,8 @@ impl SegmentStage {
         };
         Ok(SegmentStage {
             segmenter: Some(Box::new(segmenter)),
+            report,
+            report_slot,
             inbox,
             scheduled: Some((initial, settings.prompt_from_frame)),
         })
@@ -156,11 +179,13 @@ impl Stage for SegmentStage {
             if input.seq >= from {
                 s.tracker.give(p);
                 self.scheduled = None;
+                self.report.prompts_given += 1;
             }
         }
         if let Some(p) = self.inbox.0.pop() {
             s.tracker.give(p);
             self.scheduled = None;
+            self.report.prompts_given += 1;
         }
         let Some((prompt, source)) = s.tracker.prompt() else {
             *output = Some(input);
@@ -187,6 +212,11 @@ impl Stage for SegmentStage {
         } else {
             !quality.trusted(&s.tracker_settings)
         };
+        let r = &mut self.report;
+        r.frames_segmented += 1;
+        r.frames_flagged += u64::from(flagged);
+        r.predicted_iou_mean += (f64::from(iou) - r.predicted_iou_mean) / r.frames_segmented as f64;
+        r.predicted_iou_min = Some(r.predicted_iou_min.map_or(iou, |m| m.min(iou)));
         input.mask = Some(mask);
         input.logits = Some(logits);
         // A flagged mask is not to be acted on: zero confidence (the haptics stage holds its
@@ -202,5 +232,11 @@ impl Stage for SegmentStage {
         });
         *output = Some(input);
         Ok(Outcome::Emitted)
+    }
+
+    fn stop(&mut self) {
+        if self.segmenter.is_some() {
+            *self.report_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.report.clone());
+        }
     }
 }

@@ -176,6 +176,7 @@ pub fn pipeline_spec(source: impl Source + 'static, stages: Vec<StageSpec>, cloc
         mask_tap: None,
         supervisor: Supervisor::new(),
         haptics_report: None,
+        segment_report: None,
     }
 }
 
