@@ -92,7 +92,7 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
     let r = report.lock().unwrap().clone().expect("a report");
     assert_eq!((r.frames_segmented, r.frames_flagged, r.prompts_given), (6, 1, 1));
     // A new prompt from outside takes over on the next frame.
-    inbox.send(FramePrompt::from_box([10.0, 10.0, 60.0, 60.0]));
+    inbox.put(FramePrompt::from_box([10.0, 10.0, 60.0, 60.0]));
     let mut f = Frame::new(pool.try_acquire().unwrap());
     let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
     sim.render(21, px, &mut labels).unwrap();

@@ -11,38 +11,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
 use super::link::{Link, LinkReport};
 use super::protocol::Message;
 use super::rate_loop::{ForceTarget, RateLoop, SafeStateReport, TickInputs};
+use crate::pipeline::latest::Latest;
 use crate::pipeline::metrics::{LatencyRecorder, LatencySummary};
 use crate::pipeline::supervisor::Supervisor;
 
 /// How long before a deadline the thread stops sleeping and spins.
 const SPIN_NS: u64 = 150_000;
 
-/// Where the pipeline leaves the newest target for the force thread. Holds one: a newer target
-/// replaces an unread one (the newest image wins, as everywhere in the pipeline).
-#[derive(Clone)]
-pub struct TargetSlot(Arc<ArrayQueue<ForceTarget>>);
-
-impl Default for TargetSlot {
-    fn default() -> Self {
-        TargetSlot(Arc::new(ArrayQueue::new(1)))
-    }
-}
-
-impl TargetSlot {
-    pub fn put(&self, target: ForceTarget) {
-        self.0.force_push(target);
-    }
-
-    pub(super) fn take(&self) -> Option<ForceTarget> {
-        self.0.pop()
-    }
-}
+/// Where the pipeline leaves the newest target for the force thread (the newest image wins, as
+/// everywhere in the pipeline).
+pub type TargetSlot = Latest<ForceTarget>;
 
 /// What the force thread measured, for the run report.
 #[derive(Debug, Clone, Default, Serialize)]

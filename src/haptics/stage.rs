@@ -13,7 +13,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 
 use super::driver::{Driver, DriverReport, DriverSettings, TargetSlot};
@@ -24,6 +23,7 @@ use super::rate_loop::{ForceTarget, SafeReason};
 use super::settings::HapticsSettings;
 use crate::frame::Frame;
 use crate::geometry::{Vec3, apply, norm, resolve, scale, sub};
+use crate::pipeline::latest::Latest;
 use crate::pipeline::stage::{Outcome, Stage, StageError};
 use crate::pipeline::supervisor::Supervisor;
 
@@ -32,22 +32,9 @@ const MAX_VELOCITY_GAP_S: f64 = 0.2;
 /// How long a serial write may wait: a quarter of the 1 ms period.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_micros(250);
 
-/// Where the reconstruction publishes the signed distance field of its latest label volume.
-/// Holds one; the stage takes the newest at its next frame.
-#[derive(Clone)]
-pub struct VolumeSlot(Arc<ArrayQueue<Arc<VolumeField>>>);
-
-impl Default for VolumeSlot {
-    fn default() -> Self {
-        VolumeSlot(Arc::new(ArrayQueue::new(1)))
-    }
-}
-
-impl VolumeSlot {
-    pub fn publish(&self, field: Arc<VolumeField>) {
-        self.0.force_push(field);
-    }
-}
+/// Where the reconstruction publishes the signed distance field of its latest label volume; the
+/// stage takes the newest at its next frame.
+pub type VolumeSlot = Latest<Arc<VolumeField>>;
 
 /// What the stage saw, for the run report.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -204,7 +191,7 @@ fn start_driver(
 
 impl Stage for HapticsStage {
     fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
-        if let Some(newer) = self.volumes.0.pop() {
+        if let Some(newer) = self.volumes.take() {
             self.volume = Some(newer);
         }
         let target = self.target(&input);
@@ -316,7 +303,7 @@ mod tests {
         // Structure: the half-space z >= 10 mm, 1 mm voxels.
         let labels: Vec<u8> = (0..20 * 20 * 20).map(|i| u8::from(i / 400 >= 10)).collect();
         let field = VolumeField::from_labels(&labels, [20, 20, 20], IDENTITY, |l| l == 1, 1).unwrap();
-        s.volumes.publish(Arc::new(field));
+        s.volumes.put(Arc::new(field));
         let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 7.0], TransformStatus::Ok, false));
         // 3 mm below the structure: 1 N pointing down (away from it), mask ignored.
         for (got, want) in t.force_n.iter().zip([0.0, 0.0, -1.0]) {

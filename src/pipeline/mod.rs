@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod clock;
+pub mod latest;
 pub mod metrics;
 pub mod passthrough;
 pub mod queue;

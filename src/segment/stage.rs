@@ -12,8 +12,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
-
 use super::cpu::ops::CpuOps;
 use super::graph::prompt::{Point, Prompt};
 use super::letterbox::Letterbox;
@@ -24,23 +22,11 @@ use super::settings::{EngineChoice, SegmentSettings};
 use super::tracker::{FramePrompt, MaskQuality, Tracker, TrackerSettings};
 use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo};
 use crate::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
+use crate::pipeline::latest::Latest;
 use crate::pipeline::stage::{Outcome, Stage, StageError};
 
-/// Where new prompts (frame pixels) reach the stage; holds one, the newest wins.
-#[derive(Clone)]
-pub struct PromptInbox(Arc<ArrayQueue<FramePrompt>>);
-
-impl Default for PromptInbox {
-    fn default() -> Self {
-        PromptInbox(Arc::new(ArrayQueue::new(1)))
-    }
-}
-
-impl PromptInbox {
-    pub fn send(&self, prompt: FramePrompt) {
-        self.0.force_push(prompt);
-    }
-}
+/// Where new prompts (frame pixels) reach the stage; the newest wins.
+pub type PromptInbox = Latest<FramePrompt>;
 
 /// The model and every buffer it needs, for frames up to the source's size.
 struct Segmenter {
@@ -182,7 +168,7 @@ impl Stage for SegmentStage {
                 self.report.prompts_given += 1;
             }
         }
-        if let Some(p) = self.inbox.0.pop() {
+        if let Some(p) = self.inbox.take() {
             s.tracker.give(p);
             self.scheduled = None;
             self.report.prompts_given += 1;
