@@ -1,7 +1,7 @@
 //! The segment stage on simulated frames, called directly (no threads): it segments the lesion
 //! from a box on the first frame, then tracks it; masks agree with the simulator's ground truth.
 
-use sonoflow::capture::simulator::{SimulationSpec, Simulator};
+use sonoflow::capture::simulator::{SimulationSpec, Simulator, label_box};
 use sonoflow::frame::{Frame, PixelData, PixelFormat, PixelPool, PromptSource};
 use sonoflow::model::{LITEMEDSAM, Manifest, locate_model_dir};
 use sonoflow::pipeline::{Outcome, Stage};
@@ -20,14 +20,6 @@ fn dice(mask: &[u8], labels: &[u8]) -> f64 {
         b += usize::from(l);
     }
     2.0 * both as f64 / (a + b).max(1) as f64
-}
-
-fn bbox(labels: &[u8], w: usize) -> [f32; 4] {
-    let pts: Vec<(usize, usize)> =
-        labels.iter().enumerate().filter(|(_, l)| **l == LESION).map(|(i, _)| (i % w, i / w)).collect();
-    let (x0, x1) = (pts.iter().map(|p| p.0).min().unwrap(), pts.iter().map(|p| p.0).max().unwrap());
-    let (y0, y1) = (pts.iter().map(|p| p.1).min().unwrap(), pts.iter().map(|p| p.1).max().unwrap());
-    [x0 as f32 - 5.0, y0 as f32 - 5.0, x1 as f32 + 5.0, y1 as f32 + 5.0]
 }
 
 #[test]
@@ -51,7 +43,7 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
             (f, labels.clone())
         })
         .collect();
-    let settings = SegmentSettings { bbox: Some(bbox(&frames[0].1, w)), ..Default::default() };
+    let settings = SegmentSettings { bbox: label_box(&frames[0].1, w, LESION, 5.0), ..Default::default() };
     let inbox = PromptInbox::default();
     let report = sonoflow::segment::stage::SegmentReportSlot::default();
     let mut stage = SegmentStage::new(&settings, w, h, 4, inbox.clone(), report.clone()).unwrap();

@@ -10,14 +10,14 @@ use std::time::Instant;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 
-use sonoflow::capture::simulator::{SimulationSpec, Simulator};
-use sonoflow::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
-use sonoflow::segment::cpu::ops::{CpuOps, OpKind};
+use sonoflow::capture::simulator::{LABEL_LESION, SimulationSpec, Simulator, label_box};
+use sonoflow::segment::cpu::ops::OpKind;
 use sonoflow::segment::graph::prompt::Prompt;
-use sonoflow::segment::model::LiteMedSam;
+use sonoflow::segment::settings::SegmentSettings;
+use sonoflow::segment::stage::load_model;
 use sonoflow::segment::{Letterbox, Preprocessor};
 
-use super::{Exit, Failure};
+use super::{Exit, Failure, parse_box};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -48,15 +48,6 @@ pub struct BenchArgs {
     pub model_dir: Option<PathBuf>,
 }
 
-fn parse_box(text: &str) -> anyhow::Result<[f32; 4]> {
-    let v: Vec<f32> = text
-        .split(',')
-        .map(|s| s.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("--box {text:?}: expected x0,y0,x1,y1"))?;
-    <[f32; 4]>::try_from(v).map_err(|_| anyhow!("--box {text:?}: expected four numbers x0,y0,x1,y1"))
-}
-
 /// A simulated frame through the lesion, with the lesion's bounding box grown by 5 px.
 fn simulated_frame() -> anyhow::Result<(Vec<u8>, usize, usize, [f32; 4])> {
     let spec = SimulationSpec { frames: 40, ..SimulationSpec::default() };
@@ -64,14 +55,9 @@ fn simulated_frame() -> anyhow::Result<(Vec<u8>, usize, usize, [f32; 4])> {
     let mut sim = Simulator::new(spec)?;
     let (mut image, mut labels) = (vec![0u8; w * h], vec![0u8; w * h]);
     sim.render(18, &mut image, &mut labels)?;
-    let lesion: Vec<(usize, usize)> = (0..w * h).filter(|&i| labels[i] == 1).map(|i| (i % w, i / w)).collect();
-    if lesion.is_empty() {
-        bail!("the simulated frame shows no lesion");
-    }
-    let (x0, x1) = (lesion.iter().map(|p| p.0).min().unwrap_or(0), lesion.iter().map(|p| p.0).max().unwrap_or(0));
-    let (y0, y1) = (lesion.iter().map(|p| p.1).min().unwrap_or(0), lesion.iter().map(|p| p.1).max().unwrap_or(0));
-    let grow = |v: usize, d: isize, max: usize| (v as isize + d).clamp(0, max as isize - 1) as f32;
-    Ok((image, w, h, [grow(x0, -5, w), grow(y0, -5, h), grow(x1, 5, w), grow(y1, 5, h)]))
+    let bbox =
+        label_box(&labels, w, LABEL_LESION, 5.0).ok_or_else(|| anyhow!("the simulated frame shows no lesion"))?;
+    Ok((image, w, h, bbox))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -98,15 +84,9 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         None => simulated_frame()?,
     };
-    let dir = match &args.model_dir {
-        Some(d) => d.clone(),
-        None => locate_model_dir(LITEMEDSAM)
-            .ok_or_else(|| anyhow!("no engines/litemedsam found; run `sonoflow model fetch`"))?,
-    };
-    let manifest = Manifest::load(&dir)?;
+    let settings = SegmentSettings { threads: args.threads, model_dir: args.model_dir.clone(), ..Default::default() };
     let load_started = Instant::now();
-    let weights = Weights::load(manifest.weights_path(&dir))?;
-    let mut model = LiteMedSam::plan(CpuOps::new(args.threads)?, &weights)?;
+    let mut model = load_model(&settings).map_err(|e| anyhow!("{e}"))?;
     let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
     let mut pre = Preprocessor::new(width, height);
     let mut plane = vec![0.0; 256 * 256];

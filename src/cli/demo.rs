@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use sonoflow::capture::simulator::SimulationSpec;
+use sonoflow::capture::simulator::{LABEL_LESION, SimulationSpec, Simulator, label_box};
 use sonoflow::config::{Config, SourceKind};
 
 use super::run::{PaceArg, run_config};
@@ -37,23 +37,13 @@ pub struct DemoArgs {
 /// The first frame showing at least `min_pixels` of the lesion, and its bounding box grown by
 /// `margin` pixels (frame pixels).
 fn lesion_prompt(spec: &SimulationSpec, min_pixels: usize, margin: f32) -> Option<(u64, [f32; 4])> {
-    let mut sim = sonoflow::capture::simulator::Simulator::new(spec.clone()).ok()?;
+    let mut sim = Simulator::new(spec.clone()).ok()?;
     let (w, h) = (spec.width_px, spec.height_px);
     let (mut image, mut labels) = (vec![0u8; w * h], vec![0u8; w * h]);
     for i in 0..spec.frames {
         sim.render(i, &mut image, &mut labels).ok()?;
-        let lesion: Vec<usize> =
-            (0..w * h).filter(|&p| labels[p] == sonoflow::capture::simulator::LABEL_LESION).collect();
-        if lesion.len() >= min_pixels {
-            let xs = lesion.iter().map(|p| (p % w) as f32);
-            let ys = lesion.iter().map(|p| (p / w) as f32);
-            let (x0, x1) = (xs.clone().fold(f32::MAX, f32::min), xs.fold(0.0, f32::max));
-            let (y0, y1) = (ys.clone().fold(f32::MAX, f32::min), ys.fold(0.0, f32::max));
-            let clip = |v: f32, max: usize| v.clamp(0.0, (max - 1) as f32);
-            return Some((
-                i as u64,
-                [clip(x0 - margin, w), clip(y0 - margin, h), clip(x1 + margin, w), clip(y1 + margin, h)],
-            ));
+        if labels.iter().filter(|&&l| l == LABEL_LESION).count() >= min_pixels {
+            return Some((i as u64, label_box(&labels, w, LABEL_LESION, margin)?));
         }
     }
     None

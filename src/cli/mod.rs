@@ -105,6 +105,21 @@ pub fn dispatch(command: Command) -> Result<Exit, Failure> {
     }
 }
 
+/// Comma-separated numbers of the option `what` (e.g. `--point 10,20,1`).
+pub fn parse_numbers(text: &str, what: &str) -> anyhow::Result<Vec<f32>> {
+    use anyhow::Context;
+    text.split(',')
+        .map(|s| s.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{what} {text:?}: expected comma-separated numbers"))
+}
+
+/// A `--box x0,y0,x1,y1` option.
+pub fn parse_box(text: &str) -> anyhow::Result<[f32; 4]> {
+    let v = parse_numbers(text, "--box")?;
+    <[f32; 4]>::try_from(v).map_err(|_| anyhow::anyhow!("--box {text:?}: expected four numbers x0,y0,x1,y1"))
+}
+
 pub fn init_logging(verbose: u8) {
     let level = match verbose {
         0 => "warn",

@@ -13,7 +13,7 @@ use sonoflow::segment::settings::SegmentSettings;
 use sonoflow::segment::stage::load_model;
 use sonoflow::segment::{Preprocessor, logits_to_frame, mask_bounding_box};
 
-use super::{Exit, Failure};
+use super::{Exit, Failure, parse_box, parse_numbers};
 
 #[derive(Debug, Args)]
 pub struct SegmentArgs {
@@ -43,13 +43,6 @@ pub struct SegmentArgs {
     /// Folder of the model (default: the first engines/litemedsam found upwards).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
-}
-
-fn numbers(text: &str, what: &str) -> anyhow::Result<Vec<f32>> {
-    text.split(',')
-        .map(|s| s.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{what} {text:?}"))
 }
 
 /// A Gray8 image from a PNG (grey, grey+alpha, RGB or RGBA; 8 or 16 bits).
@@ -108,10 +101,7 @@ pub fn execute(args: SegmentArgs) -> Result<Exit, Failure> {
         (None, None) => return Err(usage(anyhow!("give --image IN.png or --input SEQ.mha"))),
     };
     let bbox = match &args.bbox {
-        Some(text) => {
-            let v = numbers(text, "--box").map_err(usage)?;
-            Some(<[f32; 4]>::try_from(v).map_err(|_| usage(anyhow!("--box takes x0,y0,x1,y1")))?)
-        }
+        Some(text) => Some(parse_box(text).map_err(usage)?),
         None => None,
     };
     let settings =
@@ -122,7 +112,7 @@ pub fn execute(args: SegmentArgs) -> Result<Exit, Failure> {
     let letterbox = pre.run(&frame, w, h, &mut plane).map_err(|e| Failure::new(Exit::Input, e))?;
     let mut prompt = Prompt { bbox: bbox.map(|b| letterbox.box_to_model(b)), ..Default::default() };
     for text in &args.points {
-        let v = numbers(text, "--point").map_err(usage)?;
+        let v = parse_numbers(text, "--point").map_err(usage)?;
         let (x, y, positive) = match v[..] {
             [x, y] => (x, y, true),
             [x, y, l] if l == 0.0 || l == 1.0 => (x, y, l == 1.0),

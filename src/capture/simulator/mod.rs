@@ -109,6 +109,27 @@ impl SimulationSpec {
     }
 }
 
+/// The box around every pixel of `label` in a `width`-wide label image, grown by `margin_px` on
+/// each side and clipped to the image: `[x0, y0, x1, y1]` in pixels, or None when the label is
+/// absent. A prompt as a user would draw it around a structure of the ground truth.
+pub fn label_box(labels: &[u8], width: usize, label: u8, margin_px: f32) -> Option<[f32; 4]> {
+    let height = labels.len() / width;
+    let mut b: Option<[usize; 4]> = None;
+    for (i, _) in labels.iter().enumerate().filter(|(_, l)| **l == label) {
+        let (x, y) = (i % width, i / width);
+        b = Some(b.map_or([x, y, x, y], |[x0, y0, x1, y1]| [x0.min(x), y0.min(y), x1.max(x), y1.max(y)]));
+    }
+    let clip = |v: f32, side: usize| v.clamp(0.0, (side - 1) as f32);
+    b.map(|[x0, y0, x1, y1]| {
+        [
+            clip(x0 as f32 - margin_px, width),
+            clip(y0 as f32 - margin_px, height),
+            clip(x1 as f32 + margin_px, width),
+            clip(y1 as f32 + margin_px, height),
+        ]
+    })
+}
+
 /// Names of the transforms each frame carries, in the order [`SimulatedPose::transforms`] gives.
 /// `ImageToProbe` is the (fixed) calibration, carried on every frame as PLUS does when a
 /// recording includes it, so consumers can place pixels with the frame alone.

@@ -199,3 +199,12 @@ fn the_stylus_comes_within_a_millimetre_and_is_occluded_for_a_while() {
     let hidden = (0..spec.frames).filter(|&i| !sim.pose(i).stylus_ok).count();
     assert!((3..=8).contains(&hidden), "{hidden}");
 }
+
+#[test]
+fn label_box_grows_and_clips() {
+    // 4 x 3 labels: label 2 at (1, 0) and (3, 1).
+    let labels = [0, 2, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0];
+    assert_eq!(super::label_box(&labels, 4, 2, 1.0), Some([0.0, 0.0, 3.0, 2.0]));
+    assert_eq!(super::label_box(&labels, 4, 2, 0.0), Some([1.0, 0.0, 3.0, 1.0]));
+    assert_eq!(super::label_box(&labels, 4, 1, 1.0), None);
+}
