@@ -27,25 +27,34 @@ macro_rules! multiversion {
     };
 }
 
+/// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), as PyTorch's vectorised kernels:
+/// erf(a) ≈ 1 − t·(a0 + t·(a1 + t·(a2 + t·(a3 + t·a4))))·e^(−a²), t = 1 / (1 + p·a), a ≥ 0.
+const ERF_P: f32 = 0.327_591_1;
+const ERF_A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152, 1.061_405_4];
+/// e^x = 2^n · e^r with r = x − n·ln 2 (ln 2 split in two for precision) and Cephes expf's
+/// minimax polynomial on |r| ≤ ln 2 / 2: e^r ≈ 1 + r + r²·(c5 + r·(c4 + … r·c0)).
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+const EXP_C: [f32; 6] = [1.987_569_2e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+/// Below this e^x underflows: clamp so the exponent arithmetic stays in range.
+const EXP_MIN: f32 = -87.0;
 /// e^x for x ≤ 0 (all the erf needs), branch-free so it vectorises: 2^n · p(r), |rel error| ~1e-7.
 #[inline(always)]
 fn exp_neg(x: f32) -> f32 {
-    let x = x.max(-87.0);
+    let x = x.max(EXP_MIN);
     // Ties-to-even rounds in one vector instruction; `round` (ties away) is a libm call that
     // stops the loop from vectorising.
     let n = (x * std::f32::consts::LOG2_E).round_ties_even();
-    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    // Cephes expf's minimax polynomial on |r| <= ln 2 / 2.
-    let p =
-        ((((1.987_569_2e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = ((((EXP_C[0] * r + EXP_C[1]) * r + EXP_C[2]) * r + EXP_C[3]) * r + EXP_C[4]) * r + EXP_C[5];
     f32::from_bits(((n as i32 + 127) as u32) << 23) * (p * r * r + r + 1.0)
 }
 
 #[inline(always)]
 fn erf(x: f32) -> f32 {
     let a = x.abs();
-    let t = 1.0 / (0.327_591_1 * a + 1.0);
-    let r = ((((1.061_405_4 * t - 1.453_152) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
+    let t = 1.0 / (ERF_P * a + 1.0);
+    let r = ((((ERF_A[4] * t + ERF_A[3]) * t + ERF_A[2]) * t + ERF_A[1]) * t + ERF_A[0]) * t;
     (1.0 - r * exp_neg(-a * a)).copysign(x)
 }
 
@@ -66,26 +75,25 @@ fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     let sign = _mm256_and_ps(z, set(-0.0));
     let a = _mm256_andnot_ps(set(-0.0), z);
     // t = 1 / (1 + p·a)
-    let d = _mm256_fmadd_ps(set(0.327_591_1), a, set(1.0));
+    let d = _mm256_fmadd_ps(set(ERF_P), a, set(1.0));
     let r0 = _mm256_rcp_ps(d);
     let t = _mm256_mul_ps(r0, _mm256_fnmadd_ps(d, r0, set(2.0)));
-    let mut poly = _mm256_fmadd_ps(set(1.061_405_4), t, set(-1.453_152));
-    poly = _mm256_fmadd_ps(poly, t, set(1.421_413_8));
-    poly = _mm256_fmadd_ps(poly, t, set(-0.284_496_74));
-    poly = _mm256_fmadd_ps(poly, t, set(0.254_829_6));
+    let mut poly = _mm256_fmadd_ps(set(ERF_A[4]), t, set(ERF_A[3]));
+    poly = _mm256_fmadd_ps(poly, t, set(ERF_A[2]));
+    poly = _mm256_fmadd_ps(poly, t, set(ERF_A[1]));
+    poly = _mm256_fmadd_ps(poly, t, set(ERF_A[0]));
     poly = _mm256_mul_ps(poly, t);
     // e^(-a²), as `exp_neg`.
-    let y = _mm256_max_ps(_mm256_mul_ps(_mm256_sub_ps(set(0.0), a), a), set(-87.0));
+    let y = _mm256_max_ps(_mm256_mul_ps(_mm256_sub_ps(set(0.0), a), a), set(EXP_MIN));
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         y,
         set(std::f32::consts::LOG2_E),
     ));
-    let r = _mm256_fnmadd_ps(n, set(1.428_606_8e-6), _mm256_fnmadd_ps(n, set(0.693_145_75), y));
-    let mut p = _mm256_fmadd_ps(set(1.987_569_2e-4), r, set(1.398_2e-3));
-    p = _mm256_fmadd_ps(p, r, set(8.333_452e-3));
-    p = _mm256_fmadd_ps(p, r, set(4.166_579_6e-2));
-    p = _mm256_fmadd_ps(p, r, set(0.166_666_65));
-    p = _mm256_fmadd_ps(p, r, set(0.5));
+    let r = _mm256_fnmadd_ps(n, set(LN2_LO), _mm256_fnmadd_ps(n, set(LN2_HI), y));
+    let mut p = _mm256_fmadd_ps(set(EXP_C[0]), r, set(EXP_C[1]));
+    for c in &EXP_C[2..] {
+        p = _mm256_fmadd_ps(p, r, set(*c));
+    }
     let e = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, set(1.0)));
     let scale =
         _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
