@@ -242,6 +242,22 @@ fn segment_writes_a_mask_for_a_sequence_frame_and_names_bad_input() {
     let o = args("99", &["--box", "1,1,9,9"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("no frame 99"), "{}", stderr(&o));
+    // A corrupt or absent image is an input error naming the file, not a panic.
+    let bad_png = dir.path().join("bad.png");
+    std::fs::write(&bad_png, b"\x89PNG\r\n\x1a\n not really").unwrap();
+    for image in [bad_png.clone(), dir.path().join("absent.png")] {
+        let o = sonoflow(&[
+            "segment",
+            "--image",
+            image.to_str().unwrap(),
+            "--box",
+            "1,1,9,9",
+            "--out",
+            mask.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        assert!(stderr(&o).contains(image.to_str().unwrap()), "{}", stderr(&o));
+    }
 }
 
 #[test]
@@ -267,4 +283,15 @@ fn bench_speaks_the_tools_bench_protocol() {
         assert_eq!(times.len(), 2, "{key}");
         assert!(times.iter().all(|t| t.as_f64().unwrap() > 0.0));
     }
+}
+
+#[test]
+fn bench_refuses_an_input_of_the_wrong_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("frame.raw");
+    std::fs::write(&raw, [0u8; 100]).unwrap();
+    let o =
+        sonoflow(&["bench", "--input", raw.to_str().unwrap(), "--width", "16", "--height", "16", "--box", "1,1,8,8"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("100 bytes, a 16 x 16 Gray8 frame has 256"), "{}", stderr(&o));
 }
