@@ -159,10 +159,6 @@ impl Link {
         Ok(())
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.port.is_some()
-    }
-
     fn lose_port(&mut self, now_ns: u64, error: &io::Error) {
         if self.port.take().is_some() {
             self.report.disconnects += 1;

@@ -130,8 +130,6 @@ pub trait Ops {
         conv3: &Self::Linear,
         out: Buf,
     );
-    /// `x = gelu(x + residual)`.
-    fn add_gelu(&mut self, x: Buf, residual: Buf);
     /// `x += other`.
     fn add(&mut self, x: Buf, other: Buf);
     /// `out = a + b`.

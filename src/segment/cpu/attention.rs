@@ -22,11 +22,6 @@ pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
     2 * n * head_dim + packed_len(head_dim, n) + packed_len(n, head_dim) + n * n + n.max(head_dim)
 }
 
-/// Scratch floats one thread needs for dense attention over `nk` keys.
-pub fn dense_scratch_len(nk: usize) -> usize {
-    nk
-}
-
 /// See [`crate::segment::ops::Ops::window_attention`]; `bias` is expanded to heads × n × n.
 /// `scratch` holds `threads × window_scratch_len` floats.
 pub fn window_attention(

@@ -63,10 +63,6 @@ impl PackedB {
     pub fn view(&self) -> PackedRef<'_> {
         PackedRef { k: self.k, n: self.n, panels: &self.panels, bias: &self.bias }
     }
-
-    pub fn bias(&self) -> &[f32] {
-        &self.bias
-    }
 }
 
 /// A packed B in borrowed memory: a weight's, or activations packed for one product.

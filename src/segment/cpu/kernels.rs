@@ -262,18 +262,6 @@ pub fn gelu_par(pool: &ThreadPool, x: &mut [f32]) {
     });
 }
 
-/// Parallel `x = gelu(x + residual)`.
-pub fn add_gelu_par(pool: &ThreadPool, x: &mut [f32], residual: &[f32]) {
-    const CHUNK: usize = 1 << 14;
-    let len = x.len();
-    let p = SharedMut(x.as_mut_ptr());
-    pool.for_each(len.div_ceil(CHUNK), &|t| {
-        let r = t * CHUNK..((t + 1) * CHUNK).min(len);
-        // SAFETY: task t owns elements r.
-        add_gelu_in_place(unsafe { p.rows(r.start, r.len()) }, &residual[r]);
-    });
-}
-
 /// Depthwise 3×3 convolution, padding 1, in token layout (H × W × C), stride 1 or 2, with bias
 /// and an optional GELU. `taps` is the weight reordered tap-major: `taps[(dy * 3 + dx) * C + c]`.
 pub struct DepthwiseArgs<'a> {

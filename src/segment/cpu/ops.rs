@@ -99,10 +99,6 @@ impl CpuOps {
         }
     }
 
-    pub fn threads(&self) -> usize {
-        self.pool.threads()
-    }
-
     fn get(&self, b: Buf) -> &[f32] {
         &self.arena[b.offset..b.offset + b.len]
     }
@@ -229,13 +225,6 @@ impl Ops for CpuOps {
         let started = self.begin();
         let ([], o, pool, _) = self.io([], x);
         kernels::gelu_par(pool, o);
-        self.end(OpKind::Elementwise, started);
-    }
-
-    fn add_gelu(&mut self, x: Buf, residual: Buf) {
-        let started = self.begin();
-        let ([r], o, pool, _) = self.io([residual], x);
-        kernels::add_gelu_par(pool, o, r);
         self.end(OpKind::Elementwise, started);
     }
 
