@@ -73,26 +73,7 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         }
         .into());
     }
-    let haptics_report = HapticsReportSlot::default();
-    let haptics_factory = {
-        let (settings, supervisor) = (config.haptics.settings.clone(), supervisor.clone());
-        let (volumes, slot) = (VolumeSlot::default(), haptics_report.clone());
-        move || {
-            HapticsStage::new(&settings, supervisor.clone(), volumes.clone(), slot.clone())
-                .map(|s| Box::new(s) as Box<dyn Stage>)
-        }
-    };
-    let mut haptics_factory = Some(haptics_factory);
-    let segment_report = SegmentReportSlot::default();
-    let segment_factory = {
-        let settings = config.segment.settings.clone();
-        let (inbox, buffers, slot) = (PromptInbox::default(), config.pipeline.pool_frames, segment_report.clone());
-        move || {
-            SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone(), slot.clone())
-                .map(|s| Box::new(s) as Box<dyn Stage>)
-        }
-    };
-    let mut segment_factory = Some(segment_factory);
+    let (haptics_report, segment_report) = (HapticsReportSlot::default(), SegmentReportSlot::default());
     let stages = config
         .stages()
         .into_iter()
@@ -100,8 +81,23 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         .map(|(name, stage)| StageSpec {
             name: name.to_string(),
             factory: match name {
-                "haptics" => Box::new(haptics_factory.take().expect("one haptics stage")),
-                "segment" => Box::new(segment_factory.take().expect("one segment stage")),
+                "haptics" => {
+                    let (settings, supervisor) = (config.haptics.settings.clone(), supervisor.clone());
+                    let (volumes, slot) = (VolumeSlot::default(), haptics_report.clone());
+                    Box::new(move || {
+                        HapticsStage::new(&settings, supervisor.clone(), volumes.clone(), slot.clone())
+                            .map(|s| Box::new(s) as Box<dyn Stage>)
+                    })
+                }
+                "segment" => {
+                    let settings = config.segment.settings.clone();
+                    let (inbox, buffers, slot) =
+                        (PromptInbox::default(), config.pipeline.pool_frames, segment_report.clone());
+                    Box::new(move || {
+                        SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone(), slot.clone())
+                            .map(|s| Box::new(s) as Box<dyn Stage>)
+                    })
+                }
                 // Placeholders until the real stages land; each later replaces its own line here.
                 _ => Box::new(|| Ok(Box::new(PassThroughStage) as Box<dyn Stage>)),
             },
