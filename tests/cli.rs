@@ -214,9 +214,8 @@ fn a_run_drives_the_device_simulator_over_a_pty() {
 
 #[test]
 fn segment_writes_a_mask_for_a_sequence_frame_and_names_bad_input() {
-    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/litemedsam/litemedsam.bin");
-    if !weights.is_file() {
-        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    if common::model_weights().is_none() {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let seq = dir.path().join("s.mha");
@@ -262,9 +261,8 @@ fn segment_writes_a_mask_for_a_sequence_frame_and_names_bad_input() {
 
 #[test]
 fn bench_speaks_the_tools_bench_protocol() {
-    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/litemedsam/litemedsam.bin");
-    if !weights.is_file() {
-        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    if common::model_weights().is_none() {
+        return;
     }
     // tools/bench/run passes its settings in SONOFLOW_BENCH_* variables.
     let o = Command::new(env!("CARGO_BIN_EXE_sonoflow"))

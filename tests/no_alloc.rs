@@ -234,18 +234,12 @@ fn one_force_tick_allocates_nothing() {
 
 #[test]
 fn segmentation_model_allocates_nothing_per_frame_after_warm_up() {
-    use sonoflow::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
     use sonoflow::segment::cpu::ops::CpuOps;
     use sonoflow::segment::graph::prompt::{Point, Prompt};
     use sonoflow::segment::model::LiteMedSam;
 
     let _serial = one_at_a_time();
-    let Some(weights) = locate_model_dir(LITEMEDSAM)
-        .and_then(|dir| Manifest::load(&dir).ok().map(|m| m.weights_path(&dir)))
-        .and_then(|path| Weights::load(path).map_err(|e| eprintln!("skipped: {e}")).ok())
-    else {
-        return;
-    };
+    let Some(weights) = common::model_weights() else { return };
     let mut model = LiteMedSam::plan(CpuOps::new(2).unwrap(), &weights).unwrap();
     let plane: Vec<f32> = (0..256 * 256).map(|i| ((i * 31) % 256) as f32 / 255.0).collect();
     let mut logits = vec![0.0; 256 * 256];

@@ -7,8 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::model_weights;
 use serde_json::Value;
-use sonoflow::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
 use sonoflow::segment::cpu::ops::CpuOps;
 use sonoflow::segment::graph::prompt::{Point, Prompt};
 use sonoflow::segment::model::LiteMedSam;
@@ -19,23 +21,6 @@ fn fixtures() -> PathBuf {
 
 fn read_f32(path: &Path) -> Vec<f32> {
     std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
-/// The weights, or None (with the reason printed) where `sonoflow model fetch` has not run.
-fn weights() -> Option<Weights> {
-    let Some(dir) = locate_model_dir(LITEMEDSAM) else {
-        eprintln!("skipped: no engines/litemedsam folder");
-        return None;
-    };
-    let manifest = Manifest::load(&dir).unwrap();
-    match Weights::load(manifest.weights_path(&dir)) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            // CI runs tools/setup, which fetches them; a bare checkout may not have them yet.
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
 }
 
 /// The model input plane from the fixture's resized frame: min-max over the resized area,
@@ -82,7 +67,7 @@ fn prompt_of(case: &Value) -> Prompt {
 
 #[test]
 fn cpu_engine_matches_the_reference_on_every_golden_case() {
-    let Some(weights) = weights() else { return };
+    let Some(weights) = model_weights() else { return };
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
     let tol = &cases["tolerances"];
     let (tol_logits, tol_iou, tol_emb) = (
@@ -131,7 +116,7 @@ fn cpu_engine_matches_the_reference_on_every_golden_case() {
 #[test]
 #[ignore]
 fn profile_by_op_kind() {
-    let Some(weights) = weights() else { return };
+    let Some(weights) = model_weights() else { return };
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
     let case = &cases["cases"][0];
     let mut ops = CpuOps::new(2).unwrap();

@@ -1,9 +1,10 @@
 //! The segment stage on simulated frames, called directly (no threads): it segments the lesion
 //! from a box on the first frame, then tracks it; masks agree with the simulator's ground truth.
 
+mod common;
+
 use sonoflow::capture::simulator::{SimulationSpec, Simulator, label_box};
 use sonoflow::frame::{Frame, PixelData, PixelFormat, PixelPool, PromptSource};
-use sonoflow::model::{LITEMEDSAM, Manifest, locate_model_dir};
 use sonoflow::pipeline::{Outcome, Stage};
 use sonoflow::segment::settings::SegmentSettings;
 use sonoflow::segment::stage::{PromptInbox, SegmentStage};
@@ -24,10 +25,8 @@ fn dice(mask: &[u8], labels: &[u8]) -> f64 {
 
 #[test]
 fn segments_the_lesion_and_tracks_it_across_frames() {
-    let Some(dir) = locate_model_dir(LITEMEDSAM) else { return eprintln!("skipped: no engines/litemedsam") };
-    let fetched = Manifest::load(&dir).is_ok_and(|m| m.weights_path(&dir).is_file());
-    if !fetched {
-        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    if common::model_weights().is_none() {
+        return;
     }
     let spec = SimulationSpec { frames: 40, ..SimulationSpec::default() };
     let (w, h) = (spec.width_px, spec.height_px);
@@ -119,9 +118,8 @@ fn a_missing_model_is_a_clear_error() {
 
 #[test]
 fn the_configured_prompt_waits_for_its_frame() {
-    let Some(dir) = locate_model_dir(LITEMEDSAM) else { return eprintln!("skipped: no engines/litemedsam") };
-    if !Manifest::load(&dir).is_ok_and(|m| m.weights_path(&dir).is_file()) {
-        return eprintln!("skipped: weights not fetched; run `sonoflow model fetch`");
+    if common::model_weights().is_none() {
+        return;
     }
     let spec = SimulationSpec { frames: 40, ..SimulationSpec::default() };
     let (w, h) = (spec.width_px, spec.height_px);

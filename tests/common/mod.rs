@@ -191,3 +191,15 @@ pub fn run_interrupted_after(spec: PipelineSpec, delay: Duration) -> Report {
     stopper.join().unwrap();
     report
 }
+
+/// The converted LiteMedSAM weights, or None (the reason printed) where `sonoflow model fetch`
+/// has not run: CI runs tools/setup, which fetches them; a bare checkout may not have them yet.
+pub fn model_weights() -> Option<sonoflow::model::Weights> {
+    use sonoflow::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
+    let Some(dir) = locate_model_dir(LITEMEDSAM) else {
+        eprintln!("skipped: no engines/litemedsam folder");
+        return None;
+    };
+    let manifest = Manifest::load(&dir).unwrap();
+    Weights::load(manifest.weights_path(&dir)).map_err(|e| eprintln!("skipped: {e}")).ok()
+}
