@@ -6,7 +6,7 @@
 //! computed (padded tokens are keys and values, never outputs). Dense attention (the mask
 //! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
 
-use super::gemm::{Epilogue, gemm_serial, pack_into, packed_len};
+use super::gemm::{Epilogue, NR, gemm_serial, pack_into, packed_len};
 use super::kernels::{SharedMut, softmax_in_place, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
@@ -17,9 +17,11 @@ use crate::segment::ops::expand_window_bias;
 const MAX_WINDOW_TOKENS: usize = 256;
 
 /// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels: q, packed
-/// kᵀ and v, the scores, the output, and a row of zeros (the products' absent bias).
+/// kᵀ and v, the scores (rows padded to whole panels), the output, and a row of zeros (the
+/// products' absent bias).
 pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
-    2 * n * head_dim + packed_len(head_dim, n) + packed_len(n, head_dim) + n * n + n.max(head_dim)
+    let row = n.next_multiple_of(NR);
+    2 * n * head_dim + packed_len(head_dim, row) + packed_len(n, head_dim) + n * row + row.max(head_dim)
 }
 
 /// See [`crate::segment::ops::Ops::window_attention`]; `bias` is expanded to heads × n × n.
@@ -74,51 +76,62 @@ struct Window<'a> {
 
 impl Window<'_> {
     /// Inlined into the wide and the baseline copies, so every inner loop vectorises. Per head:
-    /// gather q, pack scale·kᵀ and v, then S = bias + q·(scale·kᵀ) and O = softmax(S)·v as two
-    /// register-blocked products.
+    /// gather the queries inside the image, pack scale·kᵀ and v, then S = q·(scale·kᵀ),
+    /// softmax(S + bias) row by row, and O = softmax·v, the products register-blocked. Score
+    /// rows are padded to whole panels (zero keys) so no tile of q·kᵀ takes the ragged path.
     #[inline(always)]
     fn run(&self, scratch: &mut [f32]) {
         let g = self.g;
         let (ws, hd, heads) = (g.window, g.head_dim, g.heads);
         let (n, c) = (ws * ws, heads * hd);
+        let row = n.next_multiple_of(NR);
         let scale = (hd as f32).powf(-0.5);
         let (q, rest) = scratch.split_at_mut(n * hd);
-        let (kt, rest) = rest.split_at_mut(packed_len(hd, n));
+        let (kt, rest) = rest.split_at_mut(packed_len(hd, row));
         let (vp, rest) = rest.split_at_mut(packed_len(n, hd));
-        let (scores, rest) = rest.split_at_mut(n * n);
+        let (scores, rest) = rest.split_at_mut(n * row);
         let (o, zeros) = rest.split_at_mut(n * hd);
         // Scratch is shared with other kernels: make the zeros zero.
-        let zeros = &mut zeros[..n.max(hd)];
+        let zeros = &mut zeros[..row.max(hd)];
         zeros.fill(0.0);
         let zeros = &*zeros;
         // Where each token's qkv row starts, computed once per window (the packing below reads
-        // every element, and the window arithmetic per element would cost more than the copy).
+        // every element, and the window arithmetic per element would cost more than the copy),
+        // and which tokens are queries: those inside the image (padding is keys and values only).
         assert!(n <= MAX_WINDOW_TOKENS, "windows of {n} tokens");
         let mut row_start = [0usize; MAX_WINDOW_TOKENS];
+        let (mut queries, mut m) = ([0usize; MAX_WINDOW_TOKENS], 0);
         for (t, start) in row_start.iter_mut().enumerate().take(n) {
-            *start = ((self.wy * ws + t / ws) * g.padded_width + self.wx * ws + t % ws) * 3 * c;
+            let (y, x) = (self.wy * ws + t / ws, self.wx * ws + t % ws);
+            *start = (y * g.padded_width + x) * 3 * c;
+            if y < g.height && x < g.width {
+                queries[m] = t;
+                m += 1;
+            }
         }
         let qkv = self.qkv;
         for h in 0..heads {
             let at = |t: usize, part: usize, d: usize| qkv[row_start[t] + h * 3 * hd + part * hd + d];
-            for t in 0..n {
-                q[t * hd..(t + 1) * hd].copy_from_slice(&qkv[row_start[t] + h * 3 * hd..][..hd]);
+            for (i, &t) in queries[..m].iter().enumerate() {
+                q[i * hd..(i + 1) * hd].copy_from_slice(&qkv[row_start[t] + h * 3 * hd..][..hd]);
             }
-            let kt = pack_into(kt, hd, n, |d, j| scale * at(j, 1, d), zeros);
+            let kt = pack_into(kt, hd, row, |d, j| if j < n { scale * at(j, 1, d) } else { 0.0 }, zeros);
             let vp = pack_into(vp, n, hd, |j, d| at(j, 2, d), zeros);
-            scores.copy_from_slice(&self.bias[h * n * n..(h + 1) * n * n]);
-            gemm_serial(q, hd, n, kt, scores, n, Epilogue::AddToOutput);
-            for row in scores.chunks_exact_mut(n) {
-                softmax_row(row);
-            }
-            gemm_serial(scores, n, n, vp, o, hd, Epilogue::None);
-            for t in 0..n {
-                let (y, x) = (self.wy * ws + t / ws, self.wx * ws + t % ws);
-                if y < g.height && x < g.width {
-                    // SAFETY: query token (y, x) of head h belongs to this window alone.
-                    let dst = unsafe { self.out.rows((y * g.width + x) * c + h * hd, hd) };
-                    dst.copy_from_slice(&o[t * hd..(t + 1) * hd]);
+            gemm_serial(q, hd, m, kt, scores, row, Epilogue::None);
+            let bias = &self.bias[h * n * n..(h + 1) * n * n];
+            for (s, &t) in scores.chunks_exact_mut(row).zip(&queries[..m]) {
+                let s = &mut s[..n];
+                for (v, b) in s.iter_mut().zip(&bias[t * n..(t + 1) * n]) {
+                    *v += b;
                 }
+                softmax_row(s);
+            }
+            gemm_serial(scores, row, m, vp, o, hd, Epilogue::None);
+            for (i, &t) in queries[..m].iter().enumerate() {
+                let (y, x) = (self.wy * ws + t / ws, self.wx * ws + t % ws);
+                // SAFETY: query token (y, x) of head h belongs to this window alone.
+                let dst = unsafe { self.out.rows((y * g.width + x) * c + h * hd, hd) };
+                dst.copy_from_slice(&o[i * hd..(i + 1) * hd]);
             }
         }
     }

@@ -68,7 +68,7 @@ pub(crate) fn gelu(x: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+pub(crate) fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     let set = _mm256_set1_ps;
     let z = _mm256_mul_ps(x, set(std::f32::consts::FRAC_1_SQRT_2));

@@ -11,7 +11,7 @@ use super::pool::ThreadPool;
 use crate::segment::ops::{Buf, Epilogue, Ops, WindowGeometry};
 
 /// Scratch floats per thread: the fused MBConv's three hidden rows and one depthwise row at
-/// 256 × 256 × 256 (262 144) is the largest need; window attention needs 64 084, dense attention
+/// 256 × 256 × 256 (262 144) is the largest need; window attention needs 66 448, dense attention
 /// over 4096 keys 4096.
 const SCRATCH_PER_THREAD: usize = 4 * 256 * 256;
 
