@@ -136,12 +136,11 @@ pub trait Ops {
     fn add_into(&mut self, a: Buf, b: Buf, out: Buf);
     /// `x[r] += row` for every row.
     fn add_row(&mut self, x: Buf, rows: usize, row: &Self::Vector);
-    /// Copies an H × W × C image into the top-left of a zeroed Hp × Wp × C one.
-    fn pad_image(&mut self, x: Buf, g: &WindowGeometry, channels: usize, out: Buf);
-    /// Windowed attention on a padded grid of per-head interleaved `[q | k | v]` rows
-    /// (Hp·Wp × heads·3·head_dim), with a relative-position bias expanded to heads × n × n
-    /// ([`expand_window_bias`]), for the unpadded queries only: `out` is H·W × heads·head_dim.
-    fn window_attention(&mut self, qkv: Buf, g: &WindowGeometry, bias: &Self::Vector, out: Buf);
+    /// Windowed attention over per-head interleaved `[q | k | v]` rows of the image's tokens
+    /// (H·W × heads·3·head_dim); the tokens that pad the grid to whole windows (Hp × Wp) are keys
+    /// and values whose row is `padding`. With a relative-position bias expanded to heads × n × n
+    /// ([`expand_window_bias`]); `out` is H·W × heads·head_dim.
+    fn window_attention(&mut self, qkv: Buf, padding: &Self::Vector, g: &WindowGeometry, bias: &Self::Vector, out: Buf);
     /// Multi-head attention: q (nq × d), k and v (nk × d), heads split as contiguous channel
     /// blocks; `out` is nq × d.
     #[allow(clippy::too_many_arguments)]

@@ -29,6 +29,7 @@ pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
 pub fn window_attention(
     pool: &ThreadPool,
     qkv: &[f32],
+    padding: &[f32],
     g: &WindowGeometry,
     bias: &[f32],
     out: &mut [f32],
@@ -38,9 +39,8 @@ pub fn window_attention(
     let n = ws * ws;
     let per_thread = window_scratch_len(n, hd);
     assert!(scratch.len() >= per_thread * pool.threads(), "window attention scratch");
-    assert!(
-        qkv.len() >= g.padded_height * g.padded_width * 3 * heads * hd && out.len() >= g.height * g.width * heads * hd
-    );
+    let c = heads * hd;
+    assert!(qkv.len() >= g.height * g.width * 3 * c && padding.len() == 3 * c && out.len() >= g.height * g.width * c);
     assert_eq!(bias.len(), heads * n * n, "expanded attention bias");
     let windows_x = g.padded_width / ws;
     let out_ptr = SharedMut(out.as_mut_ptr());
@@ -48,7 +48,7 @@ pub fn window_attention(
     pool.for_each_on_thread((g.padded_height / ws) * windows_x, &|w, thread| {
         // SAFETY: each thread uses its own slice of the scratch.
         let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
-        let job = Window { qkv, g, bias, out: out_ptr, wy: w / windows_x, wx: w % windows_x };
+        let job = Window { qkv, padding, g, bias, out: out_ptr, wy: w / windows_x, wx: w % windows_x };
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
@@ -67,6 +67,7 @@ pub fn window_attention(
 /// One window of one image, all heads.
 struct Window<'a> {
     qkv: &'a [f32],
+    padding: &'a [f32],
     g: &'a WindowGeometry,
     bias: &'a [f32],
     out: SharedMut,
@@ -95,25 +96,26 @@ impl Window<'_> {
         let zeros = &mut zeros[..row.max(hd)];
         zeros.fill(0.0);
         let zeros = &*zeros;
-        // Where each token's qkv row starts, computed once per window (the packing below reads
-        // every element, and the window arithmetic per element would cost more than the copy),
-        // and which tokens are queries: those inside the image (padding is keys and values only).
+        // Each token's qkv row, found once per window (the packing below reads every element,
+        // and the window arithmetic per element would cost more than the copy), and which tokens
+        // are queries: those inside the image (padding tokens are keys and values only).
         assert!(n <= MAX_WINDOW_TOKENS, "windows of {n} tokens");
-        let mut row_start = [0usize; MAX_WINDOW_TOKENS];
+        let mut token_rows: [&[f32]; MAX_WINDOW_TOKENS] = [&[]; MAX_WINDOW_TOKENS];
         let (mut queries, mut m) = ([0usize; MAX_WINDOW_TOKENS], 0);
-        for (t, start) in row_start.iter_mut().enumerate().take(n) {
+        for (t, token_row) in token_rows.iter_mut().enumerate().take(n) {
             let (y, x) = (self.wy * ws + t / ws, self.wx * ws + t % ws);
-            *start = (y * g.padded_width + x) * 3 * c;
-            if y < g.height && x < g.width {
+            *token_row = if y < g.height && x < g.width {
                 queries[m] = t;
                 m += 1;
-            }
+                &self.qkv[(y * g.width + x) * 3 * c..][..3 * c]
+            } else {
+                self.padding
+            };
         }
-        let qkv = self.qkv;
         for h in 0..heads {
-            let at = |t: usize, part: usize, d: usize| qkv[row_start[t] + h * 3 * hd + part * hd + d];
+            let at = |t: usize, part: usize, d: usize| token_rows[t][h * 3 * hd + part * hd + d];
             for (i, &t) in queries[..m].iter().enumerate() {
-                q[i * hd..(i + 1) * hd].copy_from_slice(&qkv[row_start[t] + h * 3 * hd..][..hd]);
+                q[i * hd..(i + 1) * hd].copy_from_slice(&token_rows[t][h * 3 * hd..][..hd]);
             }
             let kt = pack_into(kt, hd, row, |d, j| if j < n { scale * at(j, 1, d) } else { 0.0 }, zeros);
             let vp = pack_into(vp, n, hd, |j, d| at(j, 2, d), zeros);
@@ -232,17 +234,19 @@ mod tests {
         let g =
             WindowGeometry { height: 5, width: 4, padded_height: 6, padded_width: 6, window: 3, heads: 2, head_dim: 4 };
         let c = 8;
-        let qkv: Vec<f32> = (0..36 * 3 * c).map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1).collect();
+        let qkv: Vec<f32> = (0..20 * 3 * c).map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1).collect();
+        let padding: Vec<f32> = (0..3 * c).map(|i| ((i * 11) % 7) as f32 * 0.15 - 0.4).collect();
         let bias: Vec<f32> = (0..2 * 9).map(|i| i as f32 * 0.05).collect();
         let mut out = vec![0.0; 20 * c];
         let mut scratch = vec![0.0; 2 * window_scratch_len(9, 4)];
-        window_attention(&pool, &qkv, &g, &expand_window_bias(&bias, 2, 3), &mut out, &mut scratch);
+        window_attention(&pool, &qkv, &padding, &g, &expand_window_bias(&bias, 2, 3), &mut out, &mut scratch);
         for (wy, wx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
             let tokens: Vec<(usize, usize)> = (0..9).map(|t| (wy * 3 + t / 3, wx * 3 + t % 3)).collect();
             for h in 0..2 {
+                // Tokens outside the 5 × 4 image pad the grid: all share the padding row.
                 let part = |t: &(usize, usize), off: usize| {
-                    let base = (t.0 * 6 + t.1) * 3 * c + h * 12 + off;
-                    qkv[base..base + 4].to_vec()
+                    let row = if t.0 < 5 && t.1 < 4 { &qkv[(t.0 * 4 + t.1) * 3 * c..][..3 * c] } else { &padding[..] };
+                    row[h * 12 + off..h * 12 + off + 4].to_vec()
                 };
                 let q: Vec<_> = tokens.iter().map(|t| part(t, 0)).collect();
                 let k: Vec<_> = tokens.iter().map(|t| part(t, 4)).collect();

@@ -251,22 +251,10 @@ impl Ops for CpuOps {
         self.end(OpKind::Elementwise, started);
     }
 
-    fn pad_image(&mut self, x: Buf, g: &WindowGeometry, channels: usize, out: Buf) {
-        let started = self.begin();
-        let ([src], dst, _, _) = self.io([x], out);
-        let c = channels;
-        dst[..g.padded_height * g.padded_width * c].fill(0.0);
-        for y in 0..g.height {
-            let from = &src[y * g.width * c..(y + 1) * g.width * c];
-            dst[y * g.padded_width * c..][..g.width * c].copy_from_slice(from);
-        }
-        self.end(OpKind::DataMovement, started);
-    }
-
-    fn window_attention(&mut self, qkv: Buf, g: &WindowGeometry, bias: &Vec<f32>, out: Buf) {
+    fn window_attention(&mut self, qkv: Buf, padding: &Vec<f32>, g: &WindowGeometry, bias: &Vec<f32>, out: Buf) {
         let started = self.begin();
         let ([q], o, pool, scratch) = self.io([qkv], out);
-        window_attention(pool, q, g, bias, o, scratch);
+        window_attention(pool, q, padding, g, bias, o, scratch);
         self.end(OpKind::WindowAttention, started);
     }
 

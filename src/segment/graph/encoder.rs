@@ -42,6 +42,8 @@ struct PatchMerging<O: Ops> {
 struct Block<O: Ops> {
     norm: (O::Vector, O::Vector),
     qkv: O::Linear,
+    /// The qkv row of a token that pads the grid to whole windows (see `block`).
+    padding_qkv: O::Vector,
     biases: O::Vector,
     proj: O::Linear,
     local: O::Depthwise,
@@ -128,6 +130,7 @@ impl<O: Ops> Encoder<O> {
                 blocks.push(Block {
                     norm: norm(ops, w, &format!("{q}.attn.norm"), c)?,
                     qkv: linear(ops, w, &format!("{q}.attn.qkv"), 3 * c, c)?,
+                    padding_qkv: ops.vector(&padding_qkv(w, &q, c)?),
                     biases: {
                         let t = w.get(&format!("{q}.attn.attention_biases"), &[g.heads, g.window * g.window])?;
                         ops.vector(&expand_window_bias(t, g.heads, g.window))
@@ -237,14 +240,13 @@ impl<O: Ops> Encoder<O> {
         let g = &b.geometry;
         let c = g.heads * g.head_dim;
         let n = g.height * g.width;
-        let np = g.padded_height * g.padded_width;
         let x = x.prefix(n * c);
-        // Pad with zeros *before* the attention's LayerNorm: padded tokens become the norm's bias
-        // and take part as keys and values (there is no mask).
-        ops.pad_image(x, g, c, big2.prefix(np * c));
-        ops.layer_norm(big2.prefix(np * c), np, &b.norm.0, &b.norm.1, LN_EPS, y.prefix(np * c));
-        ops.linear(y.prefix(np * c), np, &b.qkv, big1.prefix(np * 3 * c), Epilogue::None);
-        ops.window_attention(big1.prefix(np * 3 * c), g, &b.biases, y.prefix(n * c));
+        // The reference pads with zeros *before* the attention's LayerNorm, so padding tokens
+        // take part as keys and values (there is no mask), all with one qkv row, computed at
+        // plan time; only the image's own tokens go through the norm and the product.
+        ops.layer_norm(x, n, &b.norm.0, &b.norm.1, LN_EPS, y.prefix(n * c));
+        ops.linear(y.prefix(n * c), n, &b.qkv, big1.prefix(n * 3 * c), Epilogue::None);
+        ops.window_attention(big1.prefix(n * 3 * c), &b.padding_qkv, g, &b.biases, y.prefix(n * c));
         ops.linear(y.prefix(n * c), n, &b.proj, x, Epilogue::AddToOutput);
         // The local depthwise conv has no residual and no activation.
         ops.depthwise(x, g.height, g.width, c, 1, &b.local, false, y.prefix(n * c));
@@ -253,4 +255,18 @@ impl<O: Ops> Encoder<O> {
         ops.linear(big1.prefix(n * 4 * c), n, &b.fc2, y.prefix(n * c), Epilogue::AddToOutput);
         ops.copy(y.prefix(n * c), x);
     }
+}
+
+/// The qkv row of a zero token after the attention's LayerNorm: the norm maps zeros to its shift
+/// β exactly, so the row is `W·β + b` (accumulated in f64, then rounded once).
+fn padding_qkv(w: &WeightSource, block: &str, c: usize) -> Result<Vec<f32>, WeightsError> {
+    let beta = w.get(&format!("{block}.attn.norm.bias"), &[c])?;
+    let weight = w.get(&format!("{block}.attn.qkv.weight"), &[3 * c, c])?;
+    let bias = w.get(&format!("{block}.attn.qkv.bias"), &[3 * c])?;
+    Ok((0..3 * c)
+        .map(|o| {
+            let row = &weight[o * c..(o + 1) * c];
+            (bias[o] as f64 + row.iter().zip(beta).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()) as f32
+        })
+        .collect())
 }
