@@ -290,10 +290,13 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=5, help="untimed warm-up frames per engine (default 5)")
     ap.add_argument("--case", default=DEFAULT_CASE, help=f"fixture case used as input (default {DEFAULT_CASE})")
     ap.add_argument("--sonoflow", metavar="CMD", help="command timing sonoflow's engine (see above)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="with --sonoflow: run its command this many times, each after a share of the "
+                         "other engines' timed frames (default 3)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
-    if args.frames < 1 or args.warmup < 0:
-        ap.error("--frames must be >= 1 and --warmup >= 0")
+    if args.frames < 1 or args.warmup < 0 or args.rounds < 1:
+        ap.error("--frames and --rounds must be >= 1 and --warmup >= 0")
     try:
         torch = lmsref.import_torch()
         case, input_path, frame = load_case(args.case)
@@ -308,13 +311,23 @@ def main(argv=None):
         load_before = os.getloadavg()
         pt = torch_engine(model, torch, pre["tensor"], box256)
         ox = ort_engine(enc_path, dec_path, pre["tensor"], box256)
-        run_interleaved([pt, ox], args.warmup, args.frames)
+        # Rounds: the timed frames are split so that sonoflow's command runs between chunks of the
+        # other engines' frames, and a slow spell of the machine falls on every engine alike.
+        rounds = min(args.rounds, args.frames) if args.sonoflow else 1
+        s_name, s_enc, s_dec = None, [], []
+        for r in range(rounds):
+            chunk = args.frames // rounds + (1 if r < args.frames % rounds else 0)
+            run_interleaved([pt, ox], args.warmup if r == 0 else 0, chunk)
+            if args.sonoflow:
+                log(f"round {r + 1} of {rounds}")
+                s_name, enc, dec = bench_sonoflow(args.sonoflow, input_path, case, args.warmup, chunk)
+                s_enc += enc
+                s_dec += dec
         rows = [summarise(pt.name, pt.enc_ms, pt.dec_ms), summarise(ox.name, ox.enc_ms, ox.dec_ms)]
         t_low, t_iou, t_emb = pt.out[0], pt.out[1], pt.embedding
         o_low, o_iou, o_emb = ox.out[0], ox.out[1], ox.embedding
         if args.sonoflow:
-            name, s_enc, s_dec = bench_sonoflow(args.sonoflow, input_path, case, args.warmup, args.frames)
-            rows.append(summarise(name, s_enc, s_dec))
+            rows.append(summarise(s_name, s_enc, s_dec))
     except ReferenceError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1
