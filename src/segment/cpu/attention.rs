@@ -6,7 +6,7 @@
 //! computed (padded tokens are keys and values, never outputs). Dense attention (the mask
 //! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
 
-use super::gemm::{Epilogue, NR, gemm_serial, pack_into, packed_len};
+use super::gemm::{Epilogue, NR, gemm_serial, pack_columns_into, pack_rows_into, packed_len};
 use super::kernels::{SharedMut, softmax_in_place, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
@@ -113,12 +113,13 @@ impl Window<'_> {
             };
         }
         for h in 0..heads {
-            let at = |t: usize, part: usize, d: usize| token_rows[t][h * 3 * hd + part * hd + d];
+            let part = |t: usize, which: usize| &token_rows[t][(3 * h + which) * hd..][..hd];
             for (i, &t) in queries[..m].iter().enumerate() {
-                q[i * hd..(i + 1) * hd].copy_from_slice(&token_rows[t][h * 3 * hd..][..hd]);
+                q[i * hd..(i + 1) * hd].copy_from_slice(part(t, 0));
             }
-            let kt = pack_into(kt, hd, row, |d, j| if j < n { scale * at(j, 1, d) } else { 0.0 }, zeros);
-            let vp = pack_into(vp, n, hd, |j, d| at(j, 2, d), zeros);
+            // Keys past n (to the whole panel) are zero columns.
+            let kt = pack_columns_into(kt, hd, row, |j| if j < n { part(j, 1) } else { zeros }, scale, zeros);
+            let vp = pack_rows_into(vp, n, hd, |j| part(j, 2), zeros);
             gemm_serial(q, hd, m, kt, scores, row, Epilogue::None);
             let bias = &self.bias[h * n * n..(h + 1) * n * n];
             for (s, &t) in scores.chunks_exact_mut(row).zip(&queries[..m]) {
@@ -285,6 +286,49 @@ mod tests {
                     assert!((out[i * d + h * 4 + dd] - want[i][dd]).abs() < 1e-5);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Not a test: window attention at the encoder's stage shapes (stage 2: 6 blocks, stage 1
+    /// and 3: 2 each). `cargo test --release --lib window_attention_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn window_attention_speed() {
+        let pool = ThreadPool::new(2).unwrap();
+        for (side, ws, heads) in [(128usize, 7usize, 4usize), (64, 14, 5), (64, 7, 10)] {
+            let padded = side.next_multiple_of(ws);
+            let g = WindowGeometry {
+                height: side,
+                width: side,
+                padded_height: padded,
+                padded_width: padded,
+                window: ws,
+                heads,
+                head_dim: 32,
+            };
+            let (n, c) = (ws * ws, heads * 32);
+            let qkv: Vec<f32> = (0..side * side * 3 * c).map(|i| ((i * 37) % 23) as f32 * 0.01 - 0.1).collect();
+            let padding = vec![0.01; 3 * c];
+            let bias = vec![0.1; heads * n * n];
+            let mut out = vec![0.0; side * side * c];
+            let mut scratch = vec![0.0; 2 * window_scratch_len(n, 32)];
+            let mut best = f64::MAX;
+            for _ in 0..10 {
+                let t = std::time::Instant::now();
+                window_attention(&pool, &qkv, &padding, &g, &bias, &mut out, &mut scratch);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let flops = 4.0 * (side * side * n * c) as f64;
+            eprintln!(
+                "{side}x{side} window {ws} heads {heads}: {:.2} ms, {:.0} GFLOP/s",
+                best * 1e3,
+                flops / best / 1e9
+            );
         }
     }
 }

@@ -109,6 +109,57 @@ pub fn pack_into<'a>(
     PackedRef { k, n, panels: dst, bias: &bias[..n] }
 }
 
+/// Packs B (k × n) given by its rows (`row(kk)` holds B[kk][0..n]) into `dst`, like
+/// [`pack_into`] but copying 16 contiguous values at a time.
+#[inline(always)]
+pub fn pack_rows_into<'a, 'r>(
+    dst: &'a mut [f32],
+    k: usize,
+    n: usize,
+    row: impl Fn(usize) -> &'r [f32],
+    bias: &'a [f32],
+) -> PackedRef<'a> {
+    let len = packed_len(k, n);
+    let dst = &mut dst[..len];
+    for kk in 0..k {
+        let src = &row(kk)[..n];
+        for (p, part) in src.chunks(NR).enumerate() {
+            let out = &mut dst[(p * k + kk) * NR..(p * k + kk + 1) * NR];
+            out[..part.len()].copy_from_slice(part);
+            out[part.len()..].fill(0.0);
+        }
+    }
+    PackedRef { k, n, panels: dst, bias: &bias[..n] }
+}
+
+/// Packs `scale` · B (k × n) given by its columns (`column(j)` holds B[0..k][j], e.g. the rows of
+/// a matrix whose transpose is B) into `dst`; columns past n are zero.
+#[inline(always)]
+pub fn pack_columns_into<'a, 'c>(
+    dst: &'a mut [f32],
+    k: usize,
+    n: usize,
+    column: impl Fn(usize) -> &'c [f32],
+    scale: f32,
+    bias: &'a [f32],
+) -> PackedRef<'a> {
+    let len = packed_len(k, n);
+    let dst = &mut dst[..len];
+    for j in 0..n.next_multiple_of(NR) {
+        let (panel, lane) = (&mut dst[(j / NR) * k * NR..(j / NR + 1) * k * NR], j % NR);
+        if j < n {
+            for (kk, v) in column(j)[..k].iter().enumerate() {
+                panel[kk * NR + lane] = scale * v;
+            }
+        } else {
+            for kk in 0..k {
+                panel[kk * NR + lane] = 0.0;
+            }
+        }
+    }
+    PackedRef { k, n, panels: dst, bias: &bias[..n] }
+}
+
 /// Like [`gemm`] on the calling thread only: for small products inside a task that is already
 /// one of many running in parallel (window attention).
 #[inline(always)]
