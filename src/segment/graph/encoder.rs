@@ -203,8 +203,14 @@ impl<O: Ops> Encoder<O> {
         }
         for (s, blocks) in self.stages.iter().enumerate() {
             self.merge(ops, &self.merges[s]);
-            for b in blocks {
-                self.block(ops, b);
+            // Each block leaves its output in its second buffer: ping-pong between x and y.
+            for (i, b) in blocks.iter().enumerate() {
+                let (from, to) = if i % 2 == 0 { (x, y) } else { (y, x) };
+                self.block(ops, b, from, to);
+            }
+            if blocks.len() % 2 == 1 {
+                let n = b_tokens(blocks);
+                ops.copy(y.prefix(n), x.prefix(n));
             }
         }
         // Neck: 1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d (eps 1e-6, over channels).
@@ -235,8 +241,9 @@ impl<O: Ops> Encoder<O> {
         ops.linear(h2, n_out, &m.conv3, x.prefix(n_out * m.dim_out), Epilogue::None);
     }
 
-    fn block(&self, ops: &mut O, b: &Block<O>) {
-        let (x, y, big1, big2) = (self.x, self.y, self.big1, self.big2);
+    /// One TinyViT block from `x` into `y` (`x` is overwritten on the way).
+    fn block(&self, ops: &mut O, b: &Block<O>, x: Buf, y: Buf) {
+        let (big1, big2) = (self.big1, self.big2);
         let g = &b.geometry;
         let c = g.heads * g.head_dim;
         let n = g.height * g.width;
@@ -253,8 +260,12 @@ impl<O: Ops> Encoder<O> {
         ops.layer_norm(y.prefix(n * c), n, &b.mlp_norm.0, &b.mlp_norm.1, LN_EPS, big2.prefix(n * c));
         ops.linear(big2.prefix(n * c), n, &b.fc1, big1.prefix(n * 4 * c), Epilogue::Gelu);
         ops.linear(big1.prefix(n * 4 * c), n, &b.fc2, y.prefix(n * c), Epilogue::AddToOutput);
-        ops.copy(y.prefix(n * c), x);
     }
+}
+
+/// Floats of one block's activation in a stage.
+fn b_tokens<O: Ops>(blocks: &[Block<O>]) -> usize {
+    blocks.first().map_or(0, |b| b.geometry.height * b.geometry.width * b.geometry.heads * b.geometry.head_dim)
 }
 
 /// The qkv row of a zero token after the attention's LayerNorm: the norm maps zeros to its shift
