@@ -39,7 +39,7 @@ fn padded_indicator(labels: &[u8], dims: [usize; 3], label: u8) -> Vec<u8> {
     for z in 0..dims[2] {
         for y in 0..dims[1] {
             let row = (z * dims[1] + y) * dims[0];
-            let Some(src) = labels.get(row..row + dims[0]) else { continue };
+            let src = labels.get(row..).unwrap_or(&[]);
             let dst = ((z + 1) * p[1] + y + 1) * p[0] + 1;
             for (d, &s) in out[dst..dst + dims[0]].iter_mut().zip(src) {
                 *d = u8::from(s == label);

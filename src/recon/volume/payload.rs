@@ -77,7 +77,10 @@ pub(crate) fn read_voxels(header_path: &Path, p: &Payload, voxels: usize) -> Res
     };
     let mut file = File::open(path).map_err(VolumeIoError::io(path))?;
     let stored = file.metadata().map_err(VolumeIoError::io(path))?.len().saturating_sub(p.offset);
-    let stored = p.compressed_size.map_or(stored, |c| c.min(stored));
+    if let Some(size) = p.compressed_size.filter(|&size| size > stored) {
+        return Err(VolumeIoError::Truncated { path: path.to_path_buf(), expected_bytes: size, got_bytes: stored });
+    }
+    let stored = p.compressed_size.unwrap_or(stored);
     let room = if p.encoding == Encoding::Raw { stored } else { stored.saturating_mul(MAX_INFLATE_RATIO) };
     if room < expected {
         return Err(VolumeIoError::Truncated { path: path.to_path_buf(), expected_bytes: expected, got_bytes: room });
@@ -100,8 +103,15 @@ pub(crate) fn read_voxels(header_path: &Path, p: &Payload, voxels: usize) -> Res
     if got < expected {
         return Err(VolumeIoError::Truncated { path: path.to_path_buf(), expected_bytes: expected, got_bytes: got });
     }
+    let extra = extra.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => VolumeIoError::Corrupt {
+            path: path.to_path_buf(),
+            message: "the compressed stream stops before its end (truncated file?)".into(),
+        },
+        _ => corrupt(e),
+    })?;
     // Compressed data that inflates past DimSize means the header and the data disagree.
-    if extra.map_err(corrupt)? > 0 {
+    if extra > 0 {
         return Err(VolumeIoError::field(
             header_path,
             "DimSize",
@@ -111,10 +121,21 @@ pub(crate) fn read_voxels(header_path: &Path, p: &Payload, voxels: usize) -> Res
     Ok(decode(bytes, p.element, p.big_endian))
 }
 
-/// Fills `buf`, then tries one byte more: returns (bytes read, bytes beyond `buf`).
+/// Fills `buf`, then reads on to the end of the compressed stream: returns (bytes read, bytes
+/// beyond `buf`). The stream must end properly, so a gzip trailer cut off (its checksum and
+/// length) is an error even when every voxel arrived.
 fn read_all_of(mut r: impl Read, buf: &mut [u8]) -> (std::io::Result<usize>, std::io::Result<usize>) {
     let got = read_full(&mut r, buf);
-    let extra = if got.as_ref().is_ok_and(|&n| n == buf.len()) { read_full(&mut r, &mut [0u8]) } else { Ok(0) };
+    if !got.as_ref().is_ok_and(|&n| n == buf.len()) {
+        return (got, Ok(0));
+    }
+    let extra = loop {
+        match r.read(&mut [0u8]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Err(e),
+            other => break other,
+        }
+    };
     (got, extra)
 }
 
