@@ -32,14 +32,14 @@ impl Builder<'_> {
 }
 
 /// The padded indicator: 1 where the voxel holds `label`, with a background layer all round.
-/// Voxels the slice lacks count as background.
+/// `labels` holds exactly the grid's voxels (checked by the caller).
 fn padded_indicator(labels: &[u8], dims: [usize; 3], label: u8) -> Vec<u8> {
     let p = [dims[0] + 2, dims[1] + 2, dims[2] + 2];
     let mut out = vec![0u8; p[0] * p[1] * p[2]];
     for z in 0..dims[2] {
         for y in 0..dims[1] {
             let row = (z * dims[1] + y) * dims[0];
-            let src = labels.get(row..).unwrap_or(&[]);
+            let src = &labels[row..row + dims[0]];
             let dst = ((z + 1) * p[1] + y + 1) * p[0] + 1;
             for (d, &s) in out[dst..dst + dims[0]].iter_mut().zip(src) {
                 *d = u8::from(s == label);

@@ -24,28 +24,36 @@ pub struct Mesh {
 }
 
 /// The iso-surface at 0.5 of the indicator `voxel == label`, with everything outside the grid
-/// taken as background so the surface is closed. Voxels `labels` lacks (a slice shorter than
-/// `geometry.dims` asks) are background too; voxels beyond are ignored.
+/// taken as background so the surface is closed.
 ///
 /// Diagonal neighbours that share only an edge or a corner stay apart (the structure is taken
 /// as 6-connected), so each connected structure is one closed, edge-manifold surface.
+///
+/// A `labels` slice whose length is not the grid's voxel count is a caller's bug that no
+/// surface would honestly describe: it is logged and gives an empty mesh.
 pub fn marching_cubes(labels: &[u8], geometry: &VolumeGeometry, label: u8) -> Mesh {
-    if geometry.voxel_count() != Some(labels.len()) {
-        tracing::warn!(
-            voxels = labels.len(),
-            dims = ?geometry.dims,
-            "label volume and geometry disagree; missing voxels count as background"
-        );
+    if !fits(labels, geometry) {
+        return Mesh::default();
     }
     marching::extract(labels, geometry, label)
 }
 
-/// Volume of the voxels holding `label` in mL: voxel count × voxel volume. Voxels `labels` lacks
-/// count as background.
+/// Volume of the voxels holding `label` in mL: voxel count × voxel volume. NaN (and logged) when
+/// `labels` does not fit the grid, so a wrong measure cannot pass for a right one.
 pub fn label_volume_ml(labels: &[u8], geometry: &VolumeGeometry, label: u8) -> f64 {
-    let n = geometry.voxel_count().unwrap_or(usize::MAX).min(labels.len());
-    let count = labels[..n].iter().filter(|&&v| v == label).count();
+    if !fits(labels, geometry) {
+        return f64::NAN;
+    }
+    let count = labels.iter().filter(|&&v| v == label).count();
     count as f64 * geometry.voxel_volume_mm3() / 1000.0
+}
+
+fn fits(labels: &[u8], geometry: &VolumeGeometry) -> bool {
+    let fits = geometry.voxel_count() == Some(labels.len());
+    if !fits {
+        tracing::error!(voxels = labels.len(), dims = ?geometry.dims, "label volume does not fit its geometry");
+    }
+    fits
 }
 
 fn corners(m: &Mesh, t: &[u32; 3]) -> Option<[[f64; 3]; 3]> {

@@ -206,22 +206,29 @@ fn vertices_are_in_physical_millimetres() {
 }
 
 #[test]
-fn labels_shorter_than_the_grid_count_as_background() {
+fn labels_that_do_not_fit_the_grid_give_no_surface_and_no_volume() {
     let g = unit([3, 3, 3]);
-    let mesh = marching_cubes(&[1, 1], &g, 1);
-    assert_eq!(euler_of_closed_manifold(&mesh), 2);
-    assert_eq!(label_volume_ml(&[1, 1], &g, 1), 0.002);
-    assert!(marching_cubes(&[], &g, 1).triangles.is_empty());
+    assert!(marching_cubes(&[1, 1], &g, 1).triangles.is_empty());
+    assert!(marching_cubes(&[1; 28], &g, 1).triangles.is_empty());
+    assert!(label_volume_ml(&[1, 1], &g, 1).is_nan());
+    let absurd = VolumeGeometry::axis_aligned([usize::MAX, 2, 1], [0.0; 3], [1.0; 3]);
+    assert!(marching_cubes(&[1, 1], &absurd, 1).triangles.is_empty());
+    assert!(label_volume_ml(&[1; 27], &g, 1) == 0.027);
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
+/// A few hundred triangles off the origin, for the file tests.
+fn small_mesh() -> Mesh {
+    let (labels, dims) = ellipsoid([2.0, 1.5, 1.0], 0.5);
+    marching_cubes(&labels, &VolumeGeometry::axis_aligned(dims, [1.0, 2.0, 3.0], [0.5; 3]), 1)
+}
+
 #[test]
 fn stl_reads_back_exactly() {
-    let (labels, dims) = ellipsoid([2.0, 1.5, 1.0], 0.5);
-    let mesh = marching_cubes(&labels, &VolumeGeometry::axis_aligned(dims, [1.0, 2.0, 3.0], [0.5; 3]), 1);
+    let mesh = small_mesh();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.stl");
     mesh.write_stl(&path).unwrap();
@@ -248,8 +255,7 @@ fn stl_reads_back_exactly() {
 
 #[test]
 fn ply_reads_back_exactly() {
-    let (labels, dims) = ellipsoid([2.0, 1.5, 1.0], 0.5);
-    let mesh = marching_cubes(&labels, &VolumeGeometry::axis_aligned(dims, [1.0, 2.0, 3.0], [0.5; 3]), 1);
+    let mesh = small_mesh();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.ply");
     mesh.write_ply(&path).unwrap();

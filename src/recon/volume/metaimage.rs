@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use super::payload::{Encoding, Payload, encode, le_bytes, read_voxels, write_atomically};
+use super::payload::{Encoding, Payload, read_voxels, write_volume_file};
 use super::{ElementType, FieldNames, OwnedVolume, VolumeData, VolumeGeometry, VolumeIoError, numbers};
 use crate::io::plus::{Flavor, read_header};
 
@@ -29,11 +29,10 @@ pub fn write_mha(
     data: VolumeData,
     compress: bool,
 ) -> Result<(), VolumeIoError> {
-    geometry.validate_data(path, &data)?;
     let encoding = if compress { Encoding::Zlib } else { Encoding::Raw };
-    let payload = encode(le_bytes(&data), encoding).map_err(VolumeIoError::io(path))?;
-    let header = header_text(geometry, data.element_type(), compress.then_some(payload.len()));
-    write_atomically(path, &[header.as_bytes(), &payload])
+    write_volume_file(path, geometry, &data, encoding, |stored| {
+        header_text(geometry, data.element_type(), compress.then_some(stored))
+    })
 }
 
 fn header_text(g: &VolumeGeometry, element: ElementType, compressed_size: Option<usize>) -> String {

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use super::payload::{Encoding, Payload, encode, le_bytes, read_voxels, write_atomically};
+use super::payload::{Encoding, Payload, read_voxels, write_volume_file};
 use super::{ElementType, FieldNames, OwnedVolume, VolumeData, VolumeGeometry, VolumeIoError, numbers};
 use crate::io::plus::{Flavor, parse_vector, read_header};
 
@@ -22,11 +22,8 @@ pub fn write_nrrd(
     data: VolumeData,
     compress: bool,
 ) -> Result<(), VolumeIoError> {
-    geometry.validate_data(path, &data)?;
     let encoding = if compress { Encoding::Gzip } else { Encoding::Raw };
-    let payload = encode(le_bytes(&data), encoding).map_err(VolumeIoError::io(path))?;
-    let header = header_text(geometry, data.element_type(), compress);
-    write_atomically(path, &[header.as_bytes(), &payload])
+    write_volume_file(path, geometry, &data, encoding, |_| header_text(geometry, data.element_type(), compress))
 }
 
 fn vector(v: [f64; 3]) -> String {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::{MultiGzDecoder, ZlibDecoder};
 use flate2::write::{GzEncoder, ZlibEncoder};
 
-use super::{ElementType, MAX_VOLUME_BYTES, OwnedVolumeData, VolumeData, VolumeIoError};
+use super::{ElementType, MAX_VOLUME_BYTES, OwnedVolumeData, VolumeData, VolumeGeometry, VolumeIoError};
 use crate::io::plus::read_full;
 
 /// Deflate never expands data by more than about 1032:1, so compressed data that claims more
@@ -37,8 +37,22 @@ pub(crate) struct Payload {
     pub big_endian: bool,
 }
 
+/// Writes a volume file: the header (given the stored payload's size, which MetaImage records)
+/// followed by the voxels in `encoding`, after checking the voxels fit the geometry.
+pub(crate) fn write_volume_file(
+    path: &Path,
+    geometry: &VolumeGeometry,
+    data: &VolumeData,
+    encoding: Encoding,
+    header: impl FnOnce(usize) -> String,
+) -> Result<(), VolumeIoError> {
+    geometry.validate_data(path, data)?;
+    let payload = encode(le_bytes(data), encoding).map_err(VolumeIoError::io(path))?;
+    write_atomically(path, &[header(payload.len()).as_bytes(), &payload])
+}
+
 /// The voxels as little-endian bytes (borrowed for 8-bit data).
-pub(crate) fn le_bytes<'a>(data: &VolumeData<'a>) -> Cow<'a, [u8]> {
+fn le_bytes<'a>(data: &VolumeData<'a>) -> Cow<'a, [u8]> {
     match *data {
         VolumeData::U8(v) => Cow::Borrowed(v),
         VolumeData::U16(v) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
@@ -47,7 +61,7 @@ pub(crate) fn le_bytes<'a>(data: &VolumeData<'a>) -> Cow<'a, [u8]> {
 }
 
 /// Compresses (or not) the voxel bytes; volumes are written once, so the default level.
-pub(crate) fn encode<'a>(bytes: Cow<'a, [u8]>, encoding: Encoding) -> std::io::Result<Cow<'a, [u8]>> {
+fn encode<'a>(bytes: Cow<'a, [u8]>, encoding: Encoding) -> std::io::Result<Cow<'a, [u8]>> {
     let level = flate2::Compression::default();
     Ok(match encoding {
         Encoding::Raw => bytes,
