@@ -271,6 +271,29 @@ fn compressed_data_longer_than_dim_size_is_refused() {
     assert!(matches!(&err, VolumeIoError::Field { field, .. } if field == "DimSize"), "{err}");
 }
 
+#[test]
+fn other_writers_layouts_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // zlib data without CompressedDataSize: read to the end of the stream.
+    let path = dir.path().join("nosize.mha");
+    let g = VolumeGeometry::axis_aligned([3, 2, 2], [0.0; 3], [1.0; 3]);
+    let voxels: Vec<u16> = (0..12).map(|i| i * 1000).collect();
+    write_mha(&path, &g, VolumeData::U16(&voxels), true).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(18).position(|w| w == b"CompressedDataSize").unwrap();
+    let line_end = at + bytes[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    std::fs::write(&path, [&bytes[..at], &bytes[line_end..]].concat()).unwrap();
+    assert_eq!(read_mha(&path).unwrap().data, OwnedVolumeData::U16(voxels));
+    // Big-endian voxels, in both formats.
+    let header = "NDims = 3\nDimSize = 2 1 1\nBinaryDataByteOrderMSB = True\nElementType = MET_USHORT\nElementDataFile = LOCAL\n";
+    let v = read_mha(&write_text_volume(dir.path(), "be.mha", header, &[1, 2, 3, 4])).unwrap();
+    assert_eq!(v.data, OwnedVolumeData::U16(vec![0x0102, 0x0304]));
+    let header = "NRRD0004\ntype: float\ndimension: 3\nsizes: 1 1 1\nendian: big\nencoding: raw\n\n";
+    let v = read_nrrd(&write_text_volume(dir.path(), "be.nrrd", header, &1.5f32.to_be_bytes())).unwrap();
+    assert_eq!(v.data, OwnedVolumeData::F32(vec![1.5]));
+    assert_eq!(v.geometry, VolumeGeometry::axis_aligned([1, 1, 1], [0.0; 3], [1.0; 3]));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
