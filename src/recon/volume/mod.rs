@@ -47,6 +47,7 @@ pub struct VolumeGeometry {
     pub direction: [[f64; 3]; 3],
 }
 
+/// The direction of a grid whose axes run along LPS x, y and z.
 pub const IDENTITY: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
 
 /// Voxel values, x fastest, then y, then z.
