@@ -38,9 +38,12 @@ pub fn read_header(path: &Path, input: &mut impl BufRead) -> Result<RawHeader, S
             .map_err(|source| SequenceError::Io { path: path.to_path_buf(), source })?;
         let header_error = |message: String| SequenceError::Header { path: path.to_path_buf(), offset, message };
         if n == 0 {
-            return Err(header_error(
-                "the header ends without `ElementDataFile` (not a MetaImage file, or truncated)".into(),
-            ));
+            return Err(header_error(match flavor {
+                Flavor::MetaImage => {
+                    "the header ends without `ElementDataFile` (not a MetaImage file, or truncated)".into()
+                }
+                Flavor::Nrrd => "the header ends without the blank line before the data (truncated?)".into(),
+            }));
         }
         if offset + n as u64 > MAX_HEADER_BYTES {
             return Err(header_error(format!("no `ElementDataFile` within the first {MAX_HEADER_BYTES} bytes")));

@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 use crate::frame::{NamedTransform, PixelFormat};
 
 pub use error::SequenceError;
+// Shared with the volume files of `recon::volume`, which use the same header syntax and data reads.
+pub(crate) use header::{Flavor, read_header};
+pub(crate) use nrrd::parse_vector;
+pub(crate) use reader::read_full;
 pub use reader::{SequenceReader, read_all};
 pub use writer::SequenceWriter;
 

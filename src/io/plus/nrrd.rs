@@ -124,21 +124,20 @@ pub fn to_metaimage(
 fn spacing_from_directions(path: &Path, text: &str) -> Result<String, SequenceError> {
     let mut lengths = Vec::new();
     for vector in text.split_whitespace().filter(|v| *v != "none") {
-        let inner = vector.trim_start_matches('(').trim_end_matches(')');
-        let components: Vec<f64> = inner
-            .split(',')
-            .map(|c| {
-                c.trim()
-                    .parse()
-                    .map_err(|_| field_error(path, "space directions", format!("`{vector}` is not a vector")))
-            })
-            .collect::<Result<_, _>>()?;
+        let components = parse_vector(vector)
+            .ok_or_else(|| field_error(path, "space directions", format!("`{vector}` is not a vector")))?;
         lengths.push(components.iter().map(|c| c * c).sum::<f64>().sqrt());
     }
     if lengths.len() < 2 {
         return Err(field_error(path, "space directions", format!("`{text}` gives fewer than two axes")));
     }
     Ok(format!("{} {}", lengths[0], lengths[1]))
+}
+
+/// A NRRD vector, `(0.2,0,-1.5)`, as its components; `None` when it is not one.
+pub(crate) fn parse_vector(text: &str) -> Option<Vec<f64>> {
+    let inner = text.trim().trim_start_matches('(').trim_end_matches(')');
+    inner.split(',').map(|c| c.trim().parse().ok()).collect()
 }
 
 #[cfg(test)]

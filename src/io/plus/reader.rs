@@ -152,20 +152,25 @@ fn open_data(layout: &DataLayout) -> Result<Data, SequenceError> {
     })
 }
 
-/// Reads until `buf` is full or the data ends; returns how much was read.
-fn read_full(data: &mut Data, buf: &mut [u8]) -> std::io::Result<usize> {
+impl Read for Data {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Data::Raw(r) => r.read(buf),
+            Data::Zlib(z) => z.read(buf),
+            Data::Gzip(g) => g.read(buf),
+        }
+    }
+}
+
+/// Reads until `buf` is full or the data ends; returns how much was read. A compressed stream
+/// cut short ends the data rather than failing, so callers report it as truncation.
+pub(crate) fn read_full(data: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        let n = match data {
-            Data::Raw(r) => r.read(&mut buf[filled..]),
-            Data::Zlib(z) => z.read(&mut buf[filled..]),
-            Data::Gzip(g) => g.read(&mut buf[filled..]),
-        };
-        match n {
+        match data.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // A compressed stream cut short: report it as truncation at this frame.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(e),
         }
