@@ -7,7 +7,7 @@
 //! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
 
 use super::gemm::{Epilogue, NR, gemm_serial, pack_columns_into, pack_rows_into, packed_len};
-use super::kernels::{SharedMut, softmax_row};
+use super::kernels::{SharedMut, dot8, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
 #[cfg(test)]
@@ -232,20 +232,6 @@ impl DenseBlock<'_> {
             }
         }
     }
-}
-
-/// Dot product with 8 independent partial sums (vectorisable; one chain of adds is latency-bound).
-#[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let rest: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + rest
 }
 
 #[cfg(test)]

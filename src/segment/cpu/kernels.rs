@@ -209,6 +209,20 @@ fn sum8(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + rest
 }
 
+/// Dot product with 8 independent partial sums (vectorisable; one chain of adds is latency-bound).
+#[inline(always)]
+pub(crate) fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + rest
+}
+
 /// LayerNorm of one row into `out` (biased variance, two passes in float32).
 #[inline(always)]
 fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
@@ -267,6 +281,28 @@ pub fn layer_norm(
         // SAFETY: task t writes rows r only.
         let dst = unsafe { o.rows(r.start * c, r.len() * c) };
         layer_norm_rows(&x[r.start * c..r.end * c], c, gamma, beta, eps, dst);
+    });
+}
+
+multiversion! {
+    fn matvec_rows(a: &[f32], cols: usize, v: &[f32], out: &mut [f32]) {
+        for (o, row) in out.iter_mut().zip(a.chunks_exact(cols)) {
+            *o = dot8(row, v);
+        }
+    }
+}
+
+/// `out[r] = a[r] · v` for `rows` rows of `v.len()` values, rows split over the pool.
+pub fn matvec(pool: &ThreadPool, a: &[f32], rows: usize, v: &[f32], out: &mut [f32]) {
+    const ROWS: usize = 4096;
+    let cols = v.len();
+    assert!(a.len() >= rows * cols && out.len() >= rows, "matvec operand sizes");
+    let o = SharedMut(out.as_mut_ptr());
+    pool.for_each(rows.div_ceil(ROWS), &|t| {
+        let r = t * ROWS..((t + 1) * ROWS).min(rows);
+        // SAFETY: task t writes rows r only.
+        let dst = unsafe { o.rows(r.start, r.len()) };
+        matvec_rows(&a[r.start * cols..r.end * cols], cols, v, dst);
     });
 }
 

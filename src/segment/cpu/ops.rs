@@ -291,26 +291,27 @@ impl Ops for CpuOps {
 
     fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf) {
         let started = self.begin();
-        let ([src], dst, _, _) = self.io([x], out);
+        let ([src], dst, pool, _) = self.io([x], out);
         let c = channels;
-        for y in 0..height {
+        let d = SharedMut(dst.as_mut_ptr());
+        pool.for_each(height, &|y| {
             for x in 0..width {
                 let from = &src[(y * width + x) * 4 * c..][..4 * c];
                 for (q, part) in from.chunks_exact(c).enumerate() {
                     let (dy, dx) = (q / 2, q % 2);
-                    dst[((2 * y + dy) * 2 * width + 2 * x + dx) * c..][..c].copy_from_slice(part);
+                    // SAFETY: task y writes output rows 2y and 2y + 1 only.
+                    let to = unsafe { d.rows(((2 * y + dy) * 2 * width + 2 * x + dx) * c, c) };
+                    to.copy_from_slice(part);
                 }
             }
-        }
+        });
         self.end(OpKind::DataMovement, started);
     }
 
     fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf) {
         let started = self.begin();
-        let ([a, v], o, _, _) = self.io([a, v], out);
-        for (r, ov) in o.iter_mut().take(rows).enumerate() {
-            *ov = a[r * cols..(r + 1) * cols].iter().zip(v).map(|(x, y)| x * y).sum();
-        }
+        let ([a, v], o, pool, _) = self.io([a, v], out);
+        kernels::matvec(pool, a, rows, &v[..cols], o);
         self.end(OpKind::Linear, started);
     }
 }
