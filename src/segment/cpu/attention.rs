@@ -7,7 +7,7 @@
 //! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
 
 use super::gemm::{Epilogue, NR, gemm_serial, pack_columns_into, pack_rows_into, packed_len};
-use super::kernels::{SharedMut, dot8, softmax_row};
+use super::kernels::{SharedMut, WideJob, dot8, run_wide, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
 #[cfg(test)]
@@ -49,18 +49,7 @@ pub fn window_attention(
         // SAFETY: each thread uses its own slice of the scratch.
         let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
         let job = Window { qkv, padding, g, bias, out: out_ptr, wy: w / windows_x, wx: w % windows_x };
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn wide(job: &Window, s: &mut [f32]) {
-                job.run(s)
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features `wide` was compiled for.
-                return unsafe { wide(&job, s) };
-            }
-        }
-        job.run(s)
+        run_wide(&job, s)
     });
 }
 
@@ -75,7 +64,7 @@ struct Window<'a> {
     wx: usize,
 }
 
-impl Window<'_> {
+impl WideJob for Window<'_> {
     /// Inlined into the wide and the baseline copies, so every inner loop vectorises. Per head:
     /// gather the queries inside the image, pack scale·kᵀ and v, then S = q·(scale·kᵀ),
     /// softmax(S + bias) row by row, and O = softmax·v, the products register-blocked. Score
@@ -184,18 +173,7 @@ pub fn dense_attention(
             queries: block * QUERIES_PER_TASK..((block + 1) * QUERIES_PER_TASK).min(nq),
             out: out_ptr,
         };
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn wide(job: &DenseBlock, s: &mut [f32]) {
-                job.run(s)
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features `wide` was compiled for.
-                return unsafe { wide(&job, s) };
-            }
-        }
-        job.run(s)
+        run_wide(&job, s)
     });
 }
 
@@ -212,7 +190,7 @@ struct DenseBlock<'a> {
     out: SharedMut,
 }
 
-impl DenseBlock<'_> {
+impl WideJob for DenseBlock<'_> {
     /// Inlined into the wide and the baseline copies, so the dot products and axpys vectorise.
     #[inline(always)]
     fn run(&self, s: &mut [f32]) {

@@ -70,6 +70,30 @@ fn exp8_neg(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     _mm256_mul_ps(e, scale)
 }
 
+/// A kernel body over a scratch slice, written once and run by [`run_wide`]. `run` must be
+/// `#[inline(always)]` so that it is compiled into the wide copy (closures would not be).
+pub trait WideJob {
+    fn run(&self, scratch: &mut [f32]);
+}
+
+/// Runs `job` in a copy compiled for AVX2+FMA when the CPU has them (the compiler then vectorises
+/// its loops with wide registers, without target-cpu flags), else in the baseline copy.
+#[inline(always)]
+pub fn run_wide<J: WideJob>(job: &J, scratch: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn wide<J: WideJob>(job: &J, scratch: &mut [f32]) {
+            job.run(scratch)
+        }
+        if has_avx2_fma() {
+            // SAFETY: the CPU has the features `wide` was compiled for.
+            return unsafe { wide(job, scratch) };
+        }
+    }
+    job.run(scratch)
+}
+
 /// erf as a rational function (Eigen's float erf): x·P(x²)/Q(x²) on x clamped to [−4, 4],
 /// |error| < 5e-7; no exponential, so about half the instructions of the form above.
 const ERF_NUM: [f32; 7] = [

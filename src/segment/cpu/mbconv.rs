@@ -8,7 +8,7 @@
 //! two hidden rows at its edges (8 bands: ~6 % more conv1 work).
 
 use super::gemm::{Epilogue, PackedB, gemm_serial};
-use super::kernels::{SharedMut, add_gelu_in_place, gelu_in_place};
+use super::kernels::{SharedMut, WideJob, add_gelu_in_place, gelu_in_place, run_wide};
 use super::pool::ThreadPool;
 
 /// Rows of the image one task walks.
@@ -42,18 +42,7 @@ pub fn mbconv(pool: &ThreadPool, a: &MbConvArgs, out: &mut [f32], scratch: &mut 
         // SAFETY: each thread uses its own part of the scratch.
         let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
         let job = Band { a, out: out_ptr, rows: band * BAND_ROWS..((band + 1) * BAND_ROWS).min(a.height) };
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn wide(job: &Band, s: &mut [f32]) {
-                job.run(s)
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features `wide` was compiled for.
-                return unsafe { wide(&job, s) };
-            }
-        }
-        job.run(s)
+        run_wide(&job, s)
     });
 }
 
@@ -73,7 +62,9 @@ impl Band<'_> {
         let slot = &mut ring[(r % 3) * row_len..(r % 3 + 1) * row_len];
         gemm_serial(&a.x[r * w * c..(r + 1) * w * c], c, w, a.conv1.view(), slot, hidden, Epilogue::Gelu);
     }
+}
 
+impl WideJob for Band<'_> {
     /// Inlined into the wide and the baseline copies (no closures: they would not inherit the
     /// wide copy's target features).
     #[inline(always)]
