@@ -82,6 +82,8 @@ pub struct GstSource {
     offset_ns: u64,
     /// Stream time just after the last frame filled (its time plus its duration).
     last_end_ns: u64,
+    /// Duration of the last frame filled.
+    last_step_ns: u64,
     /// Pipeline-clock time and stream time of the first frame released (pacing).
     pace_origin: Option<(u64, u64)>,
     frames_filled: usize,
@@ -207,6 +209,7 @@ impl GstSource {
             run_origin_ns: None,
             offset_ns: 0,
             last_end_ns: 0,
+            last_step_ns: 0,
             pace_origin: None,
             frames_filled: 0,
             failures_in_row: 0,
@@ -280,6 +283,28 @@ impl GstSource {
             }
             None => self.last_end_ns,
         }
+    }
+
+    /// At the end of a file: demuxers stop quietly at the cut of a truncated file, so compare
+    /// where the stream ended with the duration its header declares.
+    fn check_complete(&self) -> Result<(), CaptureError> {
+        let Some(declared) = self.pipeline.query_duration::<gst::ClockTime>() else { return Ok(()) };
+        let ended = self.last_end_ns.saturating_sub(self.offset_ns) + self.run_origin_ns.unwrap_or(0);
+        // Muxers round durations; a frame and a half of slack (and 1 ms) absorbs that.
+        let slack = self.last_step_ns + self.last_step_ns / 2 + 1_000_000;
+        if ended + slack < declared.nseconds() {
+            return Err(fail(
+                &self.name,
+                format!(
+                    "the stream ended at {:.3} s but the file declares {:.3} s: it is truncated or damaged \
+                     ({} frames read)",
+                    ended as f64 / 1e9,
+                    declared.nseconds() as f64 / 1e9,
+                    self.frames_filled
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Copies the crop of `sample` into `frame`'s pixels.
@@ -403,6 +428,9 @@ impl Source for GstSource {
                     }
                     continue;
                 }
+                if self.options.kind == SourceKind::File {
+                    self.check_complete()?;
+                }
                 if self.options.looping && self.frames_filled > 0 {
                     self.restart()?;
                     continue;
@@ -439,6 +467,7 @@ impl Source for GstSource {
         // Without a duration, assume the gap since the previous frame repeats.
         let step = duration.unwrap_or_else(|| t.saturating_sub(self.last_end_ns).max(1));
         self.last_end_ns = t + step;
+        self.last_step_ns = step;
         frame.image.width = self.roi.width;
         frame.image.height = self.roi.height;
         frame.image.spacing_mm = self.options.spacing_mm.unwrap_or(VIDEO_SPACING_MM);
