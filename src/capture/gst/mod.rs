@@ -141,37 +141,8 @@ impl GstSource {
             SourceKind::Test => options.pace == Pace::Recorded,
             _ => false,
         };
-        let line = launch_line(options.kind, &options.settings, live).map_err(|m| fail(&name, m))?;
-        let pipeline = gst::parse::launch(&line)
-            .map_err(|e| fail(&name, format!("cannot build the pipeline `{line}`: {e}")))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| fail(&name, format!("`{line}` is not a pipeline")))?;
-        if let Some(src) = pipeline.by_name(SOURCE_NAME) {
-            match (options.kind, &options.path) {
-                (SourceKind::File, Some(path)) => src.set_property("location", path.to_string_lossy().as_ref()),
-                (SourceKind::V4l2, _) => src.set_property("device", options.settings.device.as_str()),
-                _ => {}
-            }
-        }
-        let sink = pipeline
-            .by_name(SINK_NAME)
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| fail(&name, format!("the pipeline has no appsink named {SINK_NAME}")))?;
-        sink.set_max_buffers(options.settings.max_buffers);
-        sink.set_drop(live);
-        // Never sync in the sink: live frames are due when they arrive, and files are paced on the
-        // pipeline's own clock (which may be the deterministic mock clock).
-        sink.set_sync(false);
         let arrived = Arc::new(AtomicU64::new(0));
-        if let Some(pad) = sink.static_pad("sink") {
-            let count = arrived.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                count.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-        }
-        let bus = pipeline.bus().ok_or_else(|| fail(&name, "the pipeline has no bus"))?;
-        start(&pipeline, &bus, &name)?;
+        let (pipeline, sink, bus) = build(&options, live, &name, &arrived)?;
         let first = first_sample(&sink, &bus, &name, options.settings.first_frame_timeout_ms);
         let first = match first {
             Ok(sample) => sample,
@@ -227,13 +198,26 @@ impl GstSource {
         (self.layout.width, self.layout.height)
     }
 
-    /// Stops and restarts the pipeline (a loop of a file, or a reconnect); time keeps going on.
-    fn restart(&mut self) -> Result<(), CaptureError> {
+    /// Builds the pipeline afresh (a reconnect): decodebin and similar elements link their pads
+    /// only once, so a stopped pipeline cannot simply be set playing again. Time keeps going on.
+    fn rebuild(&mut self) -> Result<(), CaptureError> {
         let _ = self.pipeline.set_state(gst::State::Null);
-        while self.bus.pop().is_some() {}
+        let (pipeline, sink, bus) = build(&self.options, self.live, &self.name, &self.arrived)?;
+        (self.pipeline, self.sink, self.bus) = (pipeline, sink, bus);
         self.offset_ns = self.last_end_ns;
         self.run_origin_ns = None;
-        start(&self.pipeline, &self.bus, &self.name)
+        Ok(())
+    }
+
+    /// Back to the start of a file (a loop): a flushing seek, which also clears the sink's
+    /// end-of-stream. Time keeps going on.
+    fn rewind(&mut self) -> Result<(), CaptureError> {
+        self.pipeline
+            .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, gst::ClockTime::ZERO)
+            .map_err(|e| fail(&self.name, format!("cannot seek back to the start to loop: {e}")))?;
+        self.offset_ns = self.last_end_ns;
+        self.run_origin_ns = None;
+        Ok(())
     }
 
     /// A live source failed (`why`): reopen it with backoff, or give up after the configured
@@ -263,7 +247,7 @@ impl GstSource {
                 return Ok(false);
             }
             self.pending = None;
-            match self.restart() {
+            match self.rebuild() {
                 Ok(()) => {
                     self.reconnects += 1;
                     return Ok(true);
@@ -351,6 +335,47 @@ impl GstSource {
     }
 }
 
+/// Parses the pipeline for `options`, configures its appsink (bounded queue, drop on live,
+/// counting probe) and sets it playing.
+fn build(
+    options: &GstOptions,
+    live: bool,
+    name: &str,
+    arrived: &Arc<AtomicU64>,
+) -> Result<(gst::Pipeline, gst_app::AppSink, gst::Bus), CaptureError> {
+    let line = launch_line(options.kind, &options.settings, live).map_err(|m| fail(name, m))?;
+    let pipeline = gst::parse::launch(&line)
+        .map_err(|e| fail(name, format!("cannot build the pipeline `{line}`: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| fail(name, format!("`{line}` is not a pipeline")))?;
+    if let Some(src) = pipeline.by_name(SOURCE_NAME) {
+        match (options.kind, &options.path) {
+            (SourceKind::File, Some(path)) => src.set_property("location", path.to_string_lossy().as_ref()),
+            (SourceKind::V4l2, _) => src.set_property("device", options.settings.device.as_str()),
+            _ => {}
+        }
+    }
+    let sink = pipeline
+        .by_name(SINK_NAME)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| fail(name, format!("the pipeline has no appsink named {SINK_NAME}")))?;
+    sink.set_max_buffers(options.settings.max_buffers);
+    sink.set_drop(live);
+    // Never sync in the sink: live frames are due when they arrive, and files are paced on the
+    // pipeline's own clock (which may be the deterministic mock clock).
+    sink.set_sync(false);
+    if let Some(pad) = sink.static_pad("sink") {
+        let count = arrived.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let bus = pipeline.bus().ok_or_else(|| fail(name, "the pipeline has no bus"))?;
+    start(&pipeline, &bus, name)?;
+    Ok((pipeline, sink, bus))
+}
+
 /// Sets the pipeline playing; a refusal is reported with the error the element posted.
 fn start(pipeline: &gst::Pipeline, bus: &gst::Bus, name: &str) -> Result<(), CaptureError> {
     if pipeline.set_state(gst::State::Playing).is_err() {
@@ -432,7 +457,7 @@ impl Source for GstSource {
                     self.check_complete()?;
                 }
                 if self.options.looping && self.frames_filled > 0 {
-                    self.restart()?;
+                    self.rewind()?;
                     continue;
                 }
                 return Ok(Next::End);
