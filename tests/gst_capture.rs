@@ -246,3 +246,34 @@ fn a_slow_consumer_makes_the_live_queue_drop_and_count() {
     }
     assert!(source.dropped_frames() > 0);
 }
+
+/// A live pipeline that fails every few frames (identity's error-after): the source rebuilds it
+/// with backoff and time keeps increasing; with no reconnects allowed, the first error ends the
+/// run, naming the element.
+#[test]
+fn a_failing_live_source_reconnects_then_gives_up_when_told_to() {
+    let failing = GstOptions {
+        kind: SourceKind::Custom,
+        settings: GstSettings {
+            pipeline: Some(format!(
+                "videotestsrc is-live=true ! video/x-raw,width={W},height={H},framerate=200/1 ! identity error-after=4"
+            )),
+            reconnect_attempts: 3,
+            reconnect_min_ms: 1.0,
+            reconnect_max_ms: 4.0,
+            max_buffers: 8,
+            ..GstSettings::default()
+        },
+        ..test_pattern(0)
+    };
+    let mut source = GstSource::open(failing.clone()).unwrap();
+    let frames = play(&mut source, 12).unwrap();
+    assert_eq!(frames.len(), 12);
+    assert!(source.reconnects() >= 2, "{} reconnects", source.reconnects());
+    assert!(frames.windows(2).all(|p| p[1].time_s > p[0].time_s), "time keeps increasing across reconnects");
+
+    let mut once = failing;
+    once.settings.reconnect_attempts = 0;
+    let err = play(&mut GstSource::open(once).unwrap(), 100).err().expect("the error ends the stream");
+    assert!(err.contains("GstIdentity"), "{err}");
+}

@@ -446,6 +446,13 @@ impl Source for GstSource {
                 break;
             }
             if self.sink.is_eos() {
+                // A source that fails posts its error, then sends end-of-stream: the error wins.
+                if let Some(error) = pending_error(&self.bus) {
+                    if !self.reconnect(error, clock, keep_waiting)? {
+                        return Ok(Next::End);
+                    }
+                    continue;
+                }
                 // A grabber that ends its stream was unplugged or lost its signal: reopen it.
                 if self.options.kind == SourceKind::V4l2 {
                     if !self.reconnect("end of stream".into(), clock, keep_waiting)? {
