@@ -277,3 +277,11 @@ fn a_failing_live_source_reconnects_then_gives_up_when_told_to() {
     let err = play(&mut GstSource::open(once).unwrap(), 100).err().expect("the error ends the stream");
     assert!(err.contains("GstIdentity"), "{err}");
 }
+
+#[test]
+fn a_crop_outside_the_frame_is_refused_when_the_source_opens() {
+    let mut options = test_pattern(3);
+    options.roi_px = Some([60, 0, 10, 10]);
+    let err = GstSource::open(options).err().expect("refused").to_string();
+    assert!(err.contains("capture.roi_px") && err.contains("64x48"), "{err}");
+}

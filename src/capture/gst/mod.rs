@@ -143,18 +143,21 @@ impl GstSource {
         };
         let arrived = Arc::new(AtomicU64::new(0));
         let (pipeline, sink, bus) = build(&options, live, &name, &arrived)?;
-        let first = first_sample(&sink, &bus, &name, options.settings.first_frame_timeout_ms);
-        let first = match first {
-            Ok(sample) => sample,
+        // The first frame fixes the size; any failure until then stops the pipeline again.
+        let first = first_sample(&sink, &bus, &name, options.settings.first_frame_timeout_ms).and_then(|sample| {
+            let caps = sample.caps_owned().ok_or_else(|| fail(&name, "the first frame has no caps"))?;
+            let layout = layout_of(&caps, options.settings.pixel_format).map_err(|m| fail(&name, m))?;
+            let roi = Roi::within(options.roi_px, layout.width, layout.height)
+                .map_err(|m| fail(&name, format!("capture.roi_px {m}")))?;
+            Ok((sample, caps, layout, roi))
+        });
+        let (first, caps, layout, roi) = match first {
+            Ok(opened) => opened,
             Err(e) => {
                 let _ = pipeline.set_state(gst::State::Null);
                 return Err(e);
             }
         };
-        let caps = first.caps_owned().ok_or_else(|| fail(&name, "the first frame has no caps"))?;
-        let layout = layout_of(&caps, options.settings.pixel_format).map_err(|m| fail(&name, m))?;
-        let roi = Roi::within(options.roi_px, layout.width, layout.height)
-            .map_err(|m| fail(&name, format!("capture.roi_px {m}")))?;
         let format = SourceFormat { width: roi.width, height: roi.height, pixel_format: options.settings.pixel_format };
         tracing::info!(
             "{name}: {}x{} {} frames, crop {roi:?}, {}",
