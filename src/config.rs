@@ -11,6 +11,7 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::capture::Pace;
+use crate::capture::settings::GstSettings;
 use crate::capture::simulator::{SimulationError, SimulationSpec};
 use crate::haptics::HapticsSettings;
 use crate::pipeline::{ErrorPolicy, QueuePolicy};
@@ -85,6 +86,45 @@ pub enum SourceKind {
     /// The built-in phantom simulator (`[capture.simulator]`).
     #[default]
     Simulator,
+    /// A multi-frame ultrasound DICOM file (cine loop, `capture.path`).
+    Dicom,
+    /// A video file decoded by GStreamer (`capture.path`; any container and codec installed).
+    File,
+    /// A V4L2 frame grabber through GStreamer (`capture.gstreamer.device`).
+    V4l2,
+    /// GStreamer's test pattern (videotestsrc): a live-like source for tests and rigs.
+    Test,
+    /// Any GStreamer pipeline (`capture.gstreamer.pipeline`).
+    Custom,
+}
+
+impl SourceKind {
+    /// Kinds that read `capture.path`.
+    pub fn reads_file(self) -> bool {
+        matches!(self, SourceKind::Replay | SourceKind::Dicom | SourceKind::File)
+    }
+
+    /// Kinds built on GStreamer (need the `gstreamer` feature).
+    pub fn uses_gstreamer(self) -> bool {
+        matches!(self, SourceKind::File | SourceKind::V4l2 | SourceKind::Test | SourceKind::Custom)
+    }
+
+    /// Kinds whose frames can be cropped and given a pixel spacing from the config.
+    pub fn takes_roi(self) -> bool {
+        self.uses_gstreamer() || self == SourceKind::Dicom
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Replay => "replay",
+            SourceKind::Simulator => "simulator",
+            SourceKind::Dicom => "dicom",
+            SourceKind::File => "file",
+            SourceKind::V4l2 => "v4l2",
+            SourceKind::Test => "test",
+            SourceKind::Custom => "custom",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,10 +137,17 @@ pub struct CaptureConfig {
     /// `.labels.mha`), attached to each frame as its mask.
     pub labels_path: Option<PathBuf>,
     pub pace: Pace,
-    /// Replay: start again at the first frame after the last.
+    /// Replay, DICOM and video files: start again at the first frame after the last.
     #[serde(rename = "loop")]
     pub looping: bool,
+    /// GStreamer and DICOM sources: `[x, y, width, height]` of the source frame that holds the
+    /// ultrasound image (a grabber sees the scanner's whole screen); unset keeps the whole frame.
+    pub roi_px: Option<[usize; 4]>,
+    /// GStreamer and DICOM sources: pixel size in mm (column, row); unset takes the DICOM
+    /// file's own (1 mm for video, which carries none).
+    pub spacing_mm: Option<[f64; 2]>,
     pub simulator: SimulationSpec,
+    pub gstreamer: GstSettings,
 }
 
 impl Default for CaptureConfig {
@@ -111,7 +158,10 @@ impl Default for CaptureConfig {
             labels_path: None,
             pace: Pace::Recorded,
             looping: false,
+            roi_px: None,
+            spacing_mm: None,
             simulator: SimulationSpec::default(),
+            gstreamer: GstSettings::default(),
         }
     }
 }
@@ -322,6 +372,19 @@ impl Config {
         if let Err(SimulationError::Setting { field, value, message }) = self.capture.simulator.validate() {
             return Err(invalid(&format!("capture.simulator.{field}"), format!("{value}: {message}")));
         }
+        if let Err(e) = self.capture.gstreamer.validate() {
+            return Err(invalid(&format!("capture.gstreamer.{}", e.key), e.message));
+        }
+        if let Some(spacing) = self.capture.spacing_mm {
+            if !spacing.iter().all(|s| s.is_finite() && *s > 0.0) {
+                return Err(invalid("capture.spacing_mm", format!("{spacing:?}: both must be positive mm")));
+            }
+        }
+        if let Some([_, _, w, h]) = self.capture.roi_px {
+            if w == 0 || h == 0 {
+                return Err(invalid("capture.roi_px", "width and height must be positive"));
+            }
+        }
         if let Err(e) = self.segment.settings.validate() {
             return Err(invalid(&format!("segment.{}", e.key), e.message));
         }
@@ -366,20 +429,35 @@ impl Config {
                 ));
             }
         }
-        match (self.capture.kind, &self.capture.path) {
-            (SourceKind::Replay, None) => {
-                return Err(invalid("capture.path", "replay needs the sequence file to play (or pass --input)"));
+        let kind = self.capture.kind;
+        match (kind.reads_file(), &self.capture.path) {
+            (true, None) => {
+                return Err(invalid(
+                    "capture.path",
+                    format!("kind = \"{}\" needs the file to play (or pass --input)", kind.name()),
+                ));
             }
-            (SourceKind::Simulator, Some(_)) => {
-                return Err(invalid("capture.path", "is only used with kind = \"replay\""));
+            (false, Some(_)) => {
+                return Err(invalid("capture.path", "is only used with kind = \"replay\", \"dicom\" or \"file\""));
             }
             _ => {}
         }
-        if self.capture.labels_path.is_some() && self.capture.kind != SourceKind::Replay {
+        if self.capture.labels_path.is_some() && kind != SourceKind::Replay {
             return Err(invalid("capture.labels_path", "is only used with kind = \"replay\""));
         }
-        if self.capture.looping && self.capture.kind != SourceKind::Replay {
-            return Err(invalid("capture.loop", "is only used with kind = \"replay\""));
+        if self.capture.looping && !kind.reads_file() {
+            return Err(invalid("capture.loop", "is only used with kind = \"replay\", \"dicom\" or \"file\""));
+        }
+        for (key, set) in [
+            ("capture.roi_px", self.capture.roi_px.is_some()),
+            ("capture.spacing_mm", self.capture.spacing_mm.is_some()),
+        ] {
+            if set && !kind.takes_roi() {
+                return Err(invalid(key, "is only used with the GStreamer and DICOM sources"));
+            }
+        }
+        if kind == SourceKind::Custom && self.capture.gstreamer.pipeline.is_none() {
+            return Err(invalid("capture.gstreamer.pipeline", "kind = \"custom\" needs the pipeline to run"));
         }
         if self.record.include_masks && self.record.path.is_none() {
             return Err(invalid("record.include_masks", "needs record.path"));
@@ -388,6 +466,15 @@ impl Config {
     }
 
     fn check_environment(&self) -> Result<(), ConfigError> {
+        if self.capture.kind.uses_gstreamer() && !cfg!(feature = "gstreamer") {
+            return Err(invalid(
+                "capture.kind",
+                format!(
+                    "\"{}\" needs GStreamer, but this sonoflow was built without the `gstreamer` feature",
+                    self.capture.kind.name()
+                ),
+            ));
+        }
         for (key, path) in [("capture.path", &self.capture.path), ("capture.labels_path", &self.capture.labels_path)] {
             if let Some(path) = path {
                 if !path.is_file() {
@@ -514,6 +601,22 @@ mod tests {
         assert_eq!(key_of(c.validate().unwrap_err()), "capture.path");
         let c = Config::parse("[capture]\nkind = \"replay\"\npath = \"/no/such/file.mha\"\n").unwrap();
         assert_eq!(key_of(c.validate().unwrap_err()), "capture.path");
+    }
+
+    #[test]
+    fn capture_keys_must_fit_the_kind() {
+        let c = Config::parse("[capture]\nkind = \"dicom\"\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.path");
+        let c = Config::parse("[capture]\nkind = \"custom\"\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.gstreamer.pipeline");
+        let c = Config::parse("[capture]\nroi_px = [0, 0, 10, 10]\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.roi_px");
+        let c = Config::parse("[capture]\nkind = \"test\"\nspacing_mm = [0.1, 0.0]\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.spacing_mm");
+        let c = Config::parse("[capture]\nkind = \"test\"\n[capture.gstreamer]\nmax_buffers = 0\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.gstreamer.max_buffers");
+        let c = Config::parse("[capture]\nkind = \"test\"\nloop = true\n").unwrap();
+        assert_eq!(key_of(c.validate().unwrap_err()), "capture.loop");
     }
 
     #[test]

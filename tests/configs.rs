@@ -41,6 +41,21 @@ fn the_hil_config_validates_as_shipped() {
 }
 
 #[test]
+fn the_capture_configs_validate_as_shipped() {
+    let live = Config::load(&repo("configs/live-v4l2.toml")).unwrap();
+    assert_eq!(live.capture.kind, SourceKind::V4l2);
+    let bench = Config::load(&repo("configs/capture-bench.toml")).unwrap();
+    assert_eq!(bench.capture.kind, SourceKind::Test);
+    for config in [live, bench] {
+        // Without GStreamer, the environment pass refuses these kinds, naming the key.
+        match config.validate() {
+            Ok(()) => assert!(cfg!(feature = "gstreamer")),
+            Err(e) => assert!(!cfg!(feature = "gstreamer") && e.to_string().contains("capture.kind"), "{e}"),
+        }
+    }
+}
+
+#[test]
 fn every_key_is_documented() {
     let mut config = Config::default();
     // Optional keys are left out when unset; set them so they are listed too.
@@ -53,6 +68,10 @@ fn every_key_is_documented() {
     config.haptics.settings.port = Some("a".into());
     config.segment.settings.model_dir = Some("a".into());
     config.segment.settings.bbox = Some([0.0, 0.0, 1.0, 1.0]);
+    config.capture.roi_px = Some([0, 0, 1, 1]);
+    config.capture.spacing_mm = Some([1.0, 1.0]);
+    config.capture.gstreamer.pipeline = Some("a".into());
+    config.capture.gstreamer.caps = Some("a".into());
     let value = toml::Value::try_from(&config).unwrap();
     let mut all = Vec::new();
     keys(&value, "", &mut all);

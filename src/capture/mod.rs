@@ -1,11 +1,16 @@
-//! Frame sources: sequence-file replay, the phantom simulator, and (with the `gstreamer`
-//! feature, in later work) live capture.
+//! Frame sources: sequence-file replay, DICOM cine replay, the phantom simulator, and (with the
+//! `gstreamer` feature) frame grabbers, video files and any GStreamer pipeline.
 //!
 //! A source works in two steps per frame so the runtime can time them apart: `wait_next` blocks
 //! until the next frame is due or available (pacing, device wait), then `fill` copies it into a
 //! pooled frame (decode, conversion), which is the capture stage's measured latency.
 
+pub mod dicom;
+#[cfg(feature = "gstreamer")]
+pub mod gst;
+pub mod input;
 pub mod replay;
+pub mod settings;
 pub mod simulated;
 pub mod simulator;
 
@@ -13,6 +18,7 @@ use crate::frame::{Frame, PixelFormat};
 use crate::io::SequenceError;
 use crate::pipeline::clock::Clock;
 
+pub use dicom::{DicomCineSource, DicomOptions};
 pub use replay::{Pace, ReplaySource};
 pub use simulated::SimulatedSource;
 
@@ -64,4 +70,10 @@ pub trait Source: Send {
     /// Fills `frame` (pixels, size, spacing, capture time, transforms, status) with the frame that
     /// `wait_next` announced. Must not allocate after the first frame.
     fn fill(&mut self, frame: &mut Frame) -> Result<(), CaptureError>;
+
+    /// Frames the source discarded because the pipeline took them too slowly (a live source's
+    /// bounded queue dropping its oldest); read once, when capture ends.
+    fn dropped_frames(&mut self) -> u64 {
+        0
+    }
 }

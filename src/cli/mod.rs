@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod haptics_sim;
 mod model;
+mod record;
 mod run;
 mod segment;
 mod simulate;
@@ -79,6 +80,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the pipeline from a config file.
     Run(run::RunArgs),
+    /// Record any source (video, DICOM, grabber, sequence) to a PLUS sequence file.
+    Record(record::RecordArgs),
     /// Write a simulated tracked sweep (images, label masks, ground truth).
     Simulate(simulate::SimulateArgs),
     /// Simulate a sweep if needed, run the whole pipeline on it, print per-stage latency.
@@ -96,6 +99,7 @@ pub enum Command {
 pub fn dispatch(command: Command) -> Result<Exit, Failure> {
     match command {
         Command::Run(args) => run::execute(args),
+        Command::Record(args) => record::execute(args),
         Command::Simulate(args) => simulate::execute(args),
         Command::Demo(args) => demo::execute(args),
         Command::Bench(args) => bench::execute(args),

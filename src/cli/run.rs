@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::Args;
 
 use sonoflow::capture::Pace;
-use sonoflow::config::{Config, SourceKind};
+use sonoflow::capture::input::classify;
+use sonoflow::config::Config;
 use sonoflow::pipeline::build::{BuildError, pipeline_from_config};
 use sonoflow::pipeline::report::write_chrome_trace;
 use sonoflow::pipeline::runtime::PipelineError;
@@ -20,9 +21,10 @@ pub struct RunArgs {
     /// TOML config (see configs/README.md).
     #[arg(long)]
     pub config: PathBuf,
-    /// Replay this sequence file instead of the configured source.
+    /// Play this instead of the configured source: a PLUS sequence (.mha, .mhd, .seq.nrrd), a
+    /// DICOM cine loop, a video file, or a frame grabber as `v4l2:/dev/videoN`.
     #[arg(long)]
-    pub input: Option<PathBuf>,
+    pub input: Option<String>,
     /// Stop after N frames.
     #[arg(long)]
     pub frames: Option<u64>,
@@ -49,11 +51,19 @@ pub enum PaceArg {
     Fast,
 }
 
+impl From<PaceArg> for Pace {
+    fn from(pace: PaceArg) -> Pace {
+        match pace {
+            PaceArg::Recorded => Pace::Recorded,
+            PaceArg::Fast => Pace::Fast,
+        }
+    }
+}
+
 pub fn execute(args: RunArgs) -> Result<Exit, Failure> {
     let mut config = Config::load(&args.config).map_err(|e| Failure::new(Exit::Usage, e))?;
     if let Some(input) = args.input {
-        config.capture.kind = SourceKind::Replay;
-        config.capture.path = Some(input);
+        classify(&input).apply(&mut config.capture);
     }
     if let Some(frames) = args.frames {
         config.pipeline.max_frames = frames;
@@ -68,10 +78,7 @@ pub fn execute(args: RunArgs) -> Result<Exit, Failure> {
         config.metrics.trace_path = Some(trace);
     }
     if let Some(pace) = args.pace {
-        config.capture.pace = match pace {
-            PaceArg::Recorded => Pace::Recorded,
-            PaceArg::Fast => Pace::Fast,
-        };
+        config.capture.pace = pace.into();
     }
     run_config(&config, args.table)
 }
@@ -119,8 +126,15 @@ pub fn run_config(config: &Config, print_table: bool) -> Result<Exit, Failure> {
         eprintln!("sonoflow: fault in {} at frame {}: {} ({})", fault.stage, fault.seq, fault.error, fault.action);
     }
     for rec in &report.recordings {
-        if let Some(error) = &rec.error {
-            eprintln!("sonoflow: recording {} failed: {error}", rec.path.display());
+        match &rec.error {
+            Some(error) => eprintln!("sonoflow: recording {} failed: {error}", rec.path.display()),
+            None => eprintln!(
+                "sonoflow: recorded {} of {} frames to {} ({} dropped: the writer fell behind)",
+                rec.written,
+                rec.offered,
+                rec.path.display(),
+                rec.dropped
+            ),
         }
     }
     eprintln!("{}", report.summary_line());

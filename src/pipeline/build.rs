@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::{CaptureError, ReplaySource, SimulatedSource, Source};
+use crate::capture::{CaptureError, DicomCineSource, DicomOptions, ReplaySource, SimulatedSource, Source};
 use crate::config::{ClockKind, Config, ConfigError, SourceKind};
 use crate::haptics::{HapticsReportSlot, HapticsStage, VolumeSlot};
 use crate::io::plus::labels_path;
@@ -49,7 +49,50 @@ pub fn open_source(config: &Config) -> Result<Box<dyn Source>, BuildError> {
         (SourceKind::Simulator, _) => {
             Box::new(SimulatedSource::new(c.simulator.clone(), c.pace, config.pipeline.pool_frames)?)
         }
+        (SourceKind::Dicom, path) => {
+            let Some(path) = path else { return Err(missing_path("dicom").into()) };
+            let options = DicomOptions { pace: c.pace, looping: c.looping, roi_px: c.roi_px, spacing_mm: c.spacing_mm };
+            Box::new(DicomCineSource::open(path, options)?)
+        }
+        (kind @ (SourceKind::File | SourceKind::V4l2 | SourceKind::Test | SourceKind::Custom), path) => {
+            open_gstreamer(config, kind, path.clone())?
+        }
     })
+}
+
+fn missing_path(kind: &str) -> ConfigError {
+    ConfigError::Invalid { key: "capture.path".into(), message: format!("kind = \"{kind}\" needs a file") }
+}
+
+#[cfg(feature = "gstreamer")]
+fn open_gstreamer(config: &Config, kind: SourceKind, path: Option<PathBuf>) -> Result<Box<dyn Source>, BuildError> {
+    use crate::capture::gst::{GstOptions, GstSource};
+    let c = &config.capture;
+    if kind == SourceKind::File && path.is_none() {
+        return Err(missing_path("file").into());
+    }
+    let options = GstOptions {
+        kind,
+        settings: c.gstreamer.clone(),
+        path,
+        pace: c.pace,
+        looping: c.looping,
+        roi_px: c.roi_px,
+        spacing_mm: c.spacing_mm,
+    };
+    Ok(Box::new(GstSource::open(options)?))
+}
+
+#[cfg(not(feature = "gstreamer"))]
+fn open_gstreamer(_: &Config, kind: SourceKind, _: Option<PathBuf>) -> Result<Box<dyn Source>, BuildError> {
+    Err(ConfigError::Invalid {
+        key: "capture.kind".into(),
+        message: format!(
+            "\"{}\" needs GStreamer, but this sonoflow was built without the `gstreamer` feature",
+            kind.name()
+        ),
+    }
+    .into())
 }
 
 /// Validates `config` and builds everything a run needs.

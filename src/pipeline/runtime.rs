@@ -373,6 +373,11 @@ impl CaptureWorker {
                 None => drop(frame),
             }
         }
+        // A live source's bounded queue drops frames the chain was too slow for; they count as
+        // frames in that the capture stage skipped, so every frame stays accounted for.
+        let dropped = source.dropped_frames();
+        report.frames_in += dropped;
+        report.skipped += dropped;
         report.latency = latency.summary();
         report.trace_dropped = self.trace.dropped;
         let outcome = StageOutcome { report, trace: self.trace.events, sink: None, mask_tap: None };
