@@ -14,6 +14,7 @@ use crate::capture::Pace;
 use crate::capture::simulator::{SimulationError, SimulationSpec};
 use crate::haptics::HapticsSettings;
 use crate::pipeline::{ErrorPolicy, QueuePolicy};
+use crate::recon::ReconSettings;
 use crate::segment::settings::SegmentSettings;
 
 pub const DEFAULT_POOL_FRAMES: usize = 32;
@@ -36,7 +37,7 @@ pub struct Config {
     pub preprocess: StageConfig,
     pub segment: StageSection<SegmentSettings>,
     pub threshold: StageConfig,
-    pub reconstruct: StageConfig,
+    pub reconstruct: StageSection<ReconSettings>,
     pub haptics: StageSection<HapticsSettings>,
     pub record: RecordConfig,
     pub metrics: MetricsConfig,
@@ -295,7 +296,7 @@ impl Config {
             ("preprocess", &self.preprocess),
             ("segment", &self.segment.stage),
             ("threshold", &self.threshold),
-            ("reconstruct", &self.reconstruct),
+            ("reconstruct", &self.reconstruct.stage),
             ("haptics", &self.haptics.stage),
         ]
     }
@@ -324,6 +325,9 @@ impl Config {
         }
         if let Err(e) = self.segment.settings.validate() {
             return Err(invalid(&format!("segment.{}", e.key), e.message));
+        }
+        if let Err(e) = self.reconstruct.settings.validate() {
+            return Err(invalid(&format!("reconstruct.{}", e.key), e.message));
         }
         if let Err(e) = self.haptics.settings.validate() {
             return Err(invalid(&format!("haptics.{}", e.key), e.message));
@@ -388,7 +392,12 @@ impl Config {
     }
 
     fn check_environment(&self) -> Result<(), ConfigError> {
-        for (key, path) in [("capture.path", &self.capture.path), ("capture.labels_path", &self.capture.labels_path)] {
+        let inputs = [
+            ("capture.path", &self.capture.path),
+            ("capture.labels_path", &self.capture.labels_path),
+            ("reconstruct.plus_config", &self.reconstruct.settings.plus_config),
+        ];
+        for (key, path) in inputs {
             if let Some(path) = path {
                 if !path.is_file() {
                     return Err(invalid(key, format!("{} does not exist or is not a file", path.display())));

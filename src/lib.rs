@@ -10,4 +10,5 @@ pub mod haptics;
 pub mod io;
 pub mod model;
 pub mod pipeline;
+pub mod recon;
 pub mod segment;
