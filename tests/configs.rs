@@ -53,6 +53,10 @@ fn every_key_is_documented() {
     config.haptics.settings.port = Some("a".into());
     config.segment.settings.model_dir = Some("a".into());
     config.segment.settings.bbox = Some([0.0, 0.0, 1.0, 1.0]);
+    let recon = &mut config.reconstruct.settings;
+    recon.plus_config = Some("a".into());
+    (recon.output_origin_mm, recon.output_extent) = (Some([0.0; 3]), Some([0, 1, 0, 1, 0, 1]));
+    (recon.clip_rectangle_origin_px, recon.clip_rectangle_size_px) = (Some([0, 0]), Some([1, 1]));
     let value = toml::Value::try_from(&config).unwrap();
     let mut all = Vec::new();
     keys(&value, "", &mut all);

@@ -6,6 +6,8 @@
 pub struct Agreement {
     /// Voxels non-zero in either volume.
     pub compared: usize,
+    /// Of those, voxels whose values differ at all.
+    pub differing: usize,
     pub equal: f64,
     pub within_1: f64,
     pub within_2: f64,
@@ -28,6 +30,7 @@ pub fn agreement(a: &[u8], b: &[u8]) -> Agreement {
     let f = |n: usize| if compared == 0 { 1.0 } else { n as f64 / compared as f64 };
     Agreement {
         compared,
+        differing: compared - equal,
         equal: f(equal),
         within_1: f(within_1),
         within_2: f(within_2),
@@ -39,8 +42,9 @@ impl std::fmt::Display for Agreement {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "{} voxels non-zero in either: {:.2}% equal, {:.2}% within ±1, {:.2}% within ±2, {:.2}% filled in one only",
+            "{} voxels non-zero in either, {} differ: {:.3}% equal, {:.3}% within ±1, {:.3}% within ±2, {:.3}% filled in one only",
             self.compared,
+            self.differing,
             100.0 * self.equal,
             100.0 * self.within_1,
             100.0 * self.within_2,
