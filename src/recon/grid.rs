@@ -36,8 +36,9 @@ pub struct OutputGrid {
     pub spacing_mm: [f64; 3],
 }
 
-/// Bytes a voxel takes during reconstruction: grey value, accumulation buffer.
-pub const BYTES_PER_VOXEL: usize = 1 + 2;
+/// Bytes a voxel may take during reconstruction: grey value, accumulation buffer, and the label
+/// votes (a u16 count for each label 0..=MAX_LABEL).
+pub const BYTES_PER_VOXEL: usize = 1 + 2 + 2 * (super::settings::MAX_LABEL as usize + 1);
 
 impl OutputGrid {
     pub fn voxels(&self) -> usize {

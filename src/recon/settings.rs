@@ -16,10 +16,10 @@ pub const DEFAULT_FAN_RADIUS_STOP_PX: f64 = 500.0;
 /// at 30 fps; the distance transform of a 0.5 mm grid takes tens of ms).
 pub const DEFAULT_PUBLISH_EVERY_FRAMES: u32 = 10;
 /// Live stage without an explicit grid: margin around the first frame (a freehand sweep of
-/// a few centimetres either way).
-pub const DEFAULT_LIVE_MARGIN_MM: f64 = 30.0;
+/// centimetre or two either way, kept small: the distance field is recomputed over all of it).
+pub const DEFAULT_LIVE_MARGIN_MM: f64 = 15.0;
 /// Largest label value the vote keeps a count for.
-pub const MAX_LABEL: u8 = 15;
+pub const MAX_LABEL: u8 = 7;
 
 /// How a pixel is distributed into the grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
