@@ -72,3 +72,49 @@ fn bone_sweep_reconstructs_with_a_sane_extent() {
     assert!(filled as f64 > 0.05 * result.grid.voxels() as f64, "{filled}");
     assert!(result.grey.iter().any(|&v| v > 100));
 }
+
+fn sonoflow(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sonoflow")).args(args).output().unwrap()
+}
+
+#[test]
+fn the_cli_writes_plus_volume_and_reports_what_it_did() {
+    let Some(dir) = common::plus_data() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let volume = out.path().join("spine.mha");
+    let data = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let o = sonoflow(&[
+        "reconstruct",
+        "--input",
+        &data("SpinePhantomFreehand.igs.mha"),
+        "--plus-config",
+        &data("PlusDeviceSet_VolumeReconstructionOnly_SpinePhantom_NN_MEAN.xml"),
+        "--out",
+        volume.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("21 of 21 frames inserted") && err.contains("147x106x105"), "{err}");
+    let ours = read_mha(&volume).unwrap();
+    let plus = read_mha(&dir.join("vtkVolumeReconstructorTestNNMEANvolumeRef.mha")).unwrap();
+    let (OwnedVolumeData::U8(a), OwnedVolumeData::U8(b)) = (&ours.data, &plus.data) else { panic!("8-bit volumes") };
+    assert_eq!(ours.geometry.dims, plus.geometry.dims);
+    assert!(agreement(a, b).within_2 >= 0.99);
+}
+
+#[test]
+fn the_cli_names_an_unimplemented_plus_attribute() {
+    let out = tempfile::tempdir().unwrap();
+    let xml = out.path().join("c.xml");
+    std::fs::write(
+        &xml,
+        "<PlusConfiguration><VolumeReconstruction OutputSpacing=\"1 1 1\" PixelRejectionThreshold=\"5\"/></PlusConfiguration>",
+    )
+    .unwrap();
+    let o = sonoflow(&["reconstruct", "--input", "x.mha", "--plus-config", xml.to_str().unwrap(), "--out", "v.mha"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("PixelRejectionThreshold") && err.contains("c.xml"), "{err}");
+}
