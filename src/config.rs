@@ -15,6 +15,7 @@ use crate::capture::settings::GstSettings;
 use crate::capture::simulator::{SimulationError, SimulationSpec};
 use crate::haptics::HapticsSettings;
 use crate::pipeline::{ErrorPolicy, QueuePolicy};
+use crate::recon::ReconSettings;
 use crate::segment::settings::SegmentSettings;
 
 pub const DEFAULT_POOL_FRAMES: usize = 32;
@@ -37,7 +38,7 @@ pub struct Config {
     pub preprocess: StageConfig,
     pub segment: StageSection<SegmentSettings>,
     pub threshold: StageConfig,
-    pub reconstruct: StageConfig,
+    pub reconstruct: StageSection<ReconSettings>,
     pub haptics: StageSection<HapticsSettings>,
     pub record: RecordConfig,
     pub metrics: MetricsConfig,
@@ -345,7 +346,7 @@ impl Config {
             ("preprocess", &self.preprocess),
             ("segment", &self.segment.stage),
             ("threshold", &self.threshold),
-            ("reconstruct", &self.reconstruct),
+            ("reconstruct", &self.reconstruct.stage),
             ("haptics", &self.haptics.stage),
         ]
     }
@@ -387,6 +388,9 @@ impl Config {
         }
         if let Err(e) = self.segment.settings.validate() {
             return Err(invalid(&format!("segment.{}", e.key), e.message));
+        }
+        if let Err(e) = self.reconstruct.settings.validate() {
+            return Err(invalid(&format!("reconstruct.{}", e.key), e.message));
         }
         if let Err(e) = self.haptics.settings.validate() {
             return Err(invalid(&format!("haptics.{}", e.key), e.message));
@@ -475,7 +479,12 @@ impl Config {
                 ),
             ));
         }
-        for (key, path) in [("capture.path", &self.capture.path), ("capture.labels_path", &self.capture.labels_path)] {
+        let inputs = [
+            ("capture.path", &self.capture.path),
+            ("capture.labels_path", &self.capture.labels_path),
+            ("reconstruct.plus_config", &self.reconstruct.settings.plus_config),
+        ];
+        for (key, path) in inputs {
             if let Some(path) = path {
                 if !path.is_file() {
                     return Err(invalid(key, format!("{} does not exist or is not a file", path.display())));

@@ -154,10 +154,13 @@ fn ctrl_c_shuts_down_cleanly_and_still_writes_the_report() {
 }
 
 /// A config for the built-in simulator at its recorded pace, driving a haptic device at `port`.
+/// A 60-frame simulated run driving the haptic port. Reconstruction is off: these tests are
+/// about the device link, and the forces come from each frame's mask (a live label volume covers
+/// only the part of the lesion swept so far, which the stylus approaches from beyond).
 fn haptics_config(dir: &std::path::Path, port: &std::path::Path) -> std::path::PathBuf {
     let config = dir.join("haptics.toml");
     let text = format!(
-        "[capture]\nkind = \"simulator\"\n[capture.simulator]\nframes = 60\n[haptics]\nport = \"{}\"\nwatchdog_ms = 50.0\n",
+        "[capture]\nkind = \"simulator\"\n[capture.simulator]\nframes = 60\n[reconstruct]\nenabled = false\n[haptics]\nport = \"{}\"\nwatchdog_ms = 50.0\n",
         port.display()
     );
     std::fs::write(&config, text).unwrap();

@@ -72,6 +72,10 @@ fn every_key_is_documented() {
     config.capture.spacing_mm = Some([1.0, 1.0]);
     config.capture.gstreamer.pipeline = Some("a".into());
     config.capture.gstreamer.caps = Some("a".into());
+    let recon = &mut config.reconstruct.settings;
+    recon.plus_config = Some("a".into());
+    (recon.output_origin_mm, recon.output_extent) = (Some([0.0; 3]), Some([0, 1, 0, 1, 0, 1]));
+    (recon.clip_rectangle_origin_px, recon.clip_rectangle_size_px) = (Some([0, 0]), Some([1, 1]));
     let value = toml::Value::try_from(&config).unwrap();
     let mut all = Vec::new();
     keys(&value, "", &mut all);

@@ -173,6 +173,48 @@ fn haptics_stage_allocates_nothing_after_warm_up() {
     assert_eq!(inside, 0, "allocations inside the haptics stage's process");
 }
 
+#[test]
+fn reconstruct_stage_allocates_nothing_after_warm_up() {
+    use sonoflow::capture::simulator::SimulationSpec;
+    use sonoflow::capture::{Pace, SimulatedSource, Source};
+    use sonoflow::frame::{PixelFormat, PixelPool};
+    use sonoflow::haptics::VolumeSlot;
+    use sonoflow::recon::{ReconSettings, ReconstructStage, SnapshotSlot};
+
+    let _serial = one_at_a_time();
+    let spec = SimulationSpec { frames: 120, ..SimulationSpec::default() };
+    let mut source = SimulatedSource::new(spec.clone(), Pace::Fast, 4).unwrap();
+    let pool = PixelPool::new(PixelFormat::Gray8, spec.width_px * spec.height_px, 4);
+    // Publishing every 5 masks and snapshot requests exercise the hand-offs too; the grid is made
+    // at the first frame (warm-up).
+    let settings = ReconSettings { publish_every_frames: 5, live_margin_mm: 5.0, ..Default::default() };
+    let snapshots = SnapshotSlot::default();
+    let mut structure = [true; 256];
+    structure[0] = false;
+    let (w, h) = (spec.width_px, spec.height_px);
+    let mut stage =
+        ReconstructStage::new(&settings, Vec::new(), w, h, Some(VolumeSlot::default()), structure, snapshots.clone())
+            .unwrap();
+    let mut inside = 0;
+    for seq in 0..spec.frames as u64 {
+        let mut frame = Frame::new(pool.try_acquire().unwrap());
+        frame.seq = seq;
+        source.fill(&mut frame).unwrap();
+        if seq % 40 == 0 {
+            snapshots.request();
+        }
+        let mut out = None;
+        let before = allocations_here();
+        stage.process(frame, &mut out).unwrap();
+        if seq >= WARM_UP_FRAMES {
+            inside += allocations_here() - before;
+        }
+    }
+    stage.stop();
+    assert!(snapshots.latest().is_some_and(|s| s.frames_inserted == spec.frames as u64));
+    assert_eq!(inside, 0, "allocations inside the reconstruct stage's process");
+}
+
 /// A port that swallows writes and never has anything to read.
 struct NullPort;
 

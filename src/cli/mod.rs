@@ -5,6 +5,8 @@ mod demo;
 mod haptics_sim;
 mod model;
 mod record;
+mod recon_bench;
+mod reconstruct;
 mod run;
 mod segment;
 mod simulate;
@@ -94,6 +96,10 @@ pub enum Command {
     HapticsSim(haptics_sim::HapticsSimArgs),
     /// Fetch, convert and describe the segmentation model's weights.
     Model(model::ModelArgs),
+    /// Reconstruct a tracked recording (and its label masks) into a 3D volume, as PLUS does.
+    Reconstruct(reconstruct::ReconstructArgs),
+    /// Time pixel insertion into a 0.5 mm grid (frames/s; a benchmark, not a test).
+    ReconBench(recon_bench::ReconBenchArgs),
 }
 
 pub fn dispatch(command: Command) -> Result<Exit, Failure> {
@@ -106,6 +112,8 @@ pub fn dispatch(command: Command) -> Result<Exit, Failure> {
         Command::Segment(args) => segment::execute(args),
         Command::HapticsSim(args) => haptics_sim::execute(args),
         Command::Model(args) => model::execute(args),
+        Command::Reconstruct(args) => reconstruct::execute(args),
+        Command::ReconBench(args) => recon_bench::execute(args),
     }
 }
 

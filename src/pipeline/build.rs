@@ -14,6 +14,8 @@ use crate::pipeline::recording::{RecordingTap, TapContent, TapSettings};
 use crate::pipeline::runtime::{PipelineSpec, StageSpec};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::supervisor::Supervisor;
+use crate::recon::plus_config::{PlusConfigError, effective_settings};
+use crate::recon::{ReconstructStage, SnapshotSlot};
 use crate::segment::stage::{PromptInbox, SegmentReportSlot, SegmentStage};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,8 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    #[error("reconstruct.plus_config: {0}")]
+    PlusConfig(#[from] PlusConfigError),
     #[error("cannot start recording to {path}: {source}")]
     Recording { path: PathBuf, source: std::io::Error },
 }
@@ -117,6 +121,9 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         .into());
     }
     let (haptics_report, segment_report) = (HapticsReportSlot::default(), SegmentReportSlot::default());
+    // The reconstruction publishes label-volume distance fields here; haptics takes them.
+    let volumes = VolumeSlot::default();
+    let recon = if config.reconstruct.enabled { Some(effective_settings(&config.reconstruct.settings)?) } else { None };
     let stages = config
         .stages()
         .into_iter()
@@ -126,7 +133,7 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
             factory: match name {
                 "haptics" => {
                     let (settings, supervisor) = (config.haptics.settings.clone(), supervisor.clone());
-                    let (volumes, slot) = (VolumeSlot::default(), haptics_report.clone());
+                    let (volumes, slot) = (volumes.clone(), haptics_report.clone());
                     Box::new(move || {
                         HapticsStage::new(&settings, supervisor.clone(), volumes.clone(), slot.clone())
                             .map(|s| Box::new(s) as Box<dyn Stage>)
@@ -139,6 +146,24 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
                     Box::new(move || {
                         SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone(), slot.clone())
                             .map(|s| Box::new(s) as Box<dyn Stage>)
+                    })
+                }
+                "reconstruct" => {
+                    let (settings, calibration) = recon.clone().unwrap_or_default();
+                    let volumes = config.haptics.enabled.then(|| volumes.clone());
+                    let structure = config.haptics.settings.structure_table();
+                    let snapshots = SnapshotSlot::default();
+                    Box::new(move || {
+                        ReconstructStage::new(
+                            &settings,
+                            calibration.clone(),
+                            format.width,
+                            format.height,
+                            volumes.clone(),
+                            structure,
+                            snapshots.clone(),
+                        )
+                        .map(|s| Box::new(s) as Box<dyn Stage>)
                     })
                 }
                 // Placeholders until the real stages land; each later replaces its own line here.
