@@ -2,7 +2,7 @@
 //! measured on the 0.5 mm label volume must match the true volumes within 3%.
 
 use sonoflow::capture::simulator::{LABEL_LESION, LABEL_VESSEL, SimulationSpec, Simulator, write_simulation};
-use sonoflow::recon::labels::label_volume_ml;
+use sonoflow::recon::surface::label_volume_ml;
 use sonoflow::recon::{LabelCompounding, ReconSettings, reconstruct_sequence};
 
 fn sweep_volumes(label_compounding: LabelCompounding) -> (f64, f64, f64, f64) {
@@ -14,8 +14,9 @@ fn sweep_volumes(label_compounding: LabelCompounding) -> (f64, f64, f64, f64) {
     let r = reconstruct_sequence(&out.images, Some(&out.labels), &settings, &[], None, &mut |_, _| {}).unwrap();
     assert_eq!(r.counts.inserted, truth.frames);
     let labels = r.labels.unwrap();
-    let (_, lesion) = label_volume_ml(&labels, r.grid.spacing_mm, LABEL_LESION);
-    let (_, vessel) = label_volume_ml(&labels, r.grid.spacing_mm, LABEL_VESSEL);
+    let geometry = r.grid.geometry();
+    let (lesion, vessel) =
+        (label_volume_ml(&labels, &geometry, LABEL_LESION), label_volume_ml(&labels, &geometry, LABEL_VESSEL));
     (lesion, truth.lesion_volume_ml, vessel, truth.vessel_volume_ml)
 }
 

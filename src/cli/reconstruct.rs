@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use sonoflow::recon::labels::label_volume_ml;
-use sonoflow::recon::volume::{VolumeData, read_mha, write_volume};
+use sonoflow::recon::surface::marching_cubes;
+use sonoflow::recon::volume::{VolumeData, VolumeGeometry, read_volume, write_volume};
 use sonoflow::recon::{OutputGrid, ReconError, ReconSettings, read_plus_config, reconstruct_sequence};
 
 use super::{Exit, Failure};
@@ -22,17 +22,18 @@ pub struct ReconstructArgs {
     /// nearest-neighbour mean compounding, the frames' own ImageToReference chain.
     #[arg(long)]
     pub plus_config: Option<PathBuf>,
-    /// Where to write the grey volume (`.mha`).
+    /// Where to write the grey volume (`.mha` or `.nrrd`).
     #[arg(long)]
     pub out: PathBuf,
     /// Label-mask sequence, frame for frame with `--input`; the label volume goes to
-    /// `<out stem>.labels.mha` and each label's volume is printed.
+    /// `<out stem>.labels.<out extension>` and each label's volume is printed.
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Surface of the labelled structure (STL).
+    /// Surface of the labelled structure (`.stl` or `.ply`, in the volume's LPS millimetres; needs
+    /// `--labels`). With several labels, one file per label: `<stem>.label<N>.<extension>`.
     #[arg(long)]
     pub surface: Option<PathBuf>,
-    /// Use this volume's grid (dimensions, origin, spacing) instead of the frames' bounding box.
+    /// Use this volume's grid (`.mha` or `.nrrd`: dimensions, origin, spacing) instead of the frames' bounding box.
     #[arg(long)]
     pub grid_like: Option<PathBuf>,
     /// Insertion threads (the volume is the same for any count).
@@ -51,16 +52,22 @@ pub fn execute(args: ReconstructArgs) -> Result<Exit, Failure> {
     if let Some(t) = args.threads {
         settings.threads = t;
     }
-    if args.surface.is_some() {
-        // The surface module lands with the volume-export work; refuse before the long run.
-        return Err(Failure::new(Exit::Usage, anyhow::anyhow!("--surface: surface extraction is not built yet")));
+    // Refuse what cannot be written before the long run.
+    let out_ext = extension_of(&args.out);
+    if !matches!(out_ext.as_str(), "mha" | "nrrd") {
+        return Err(usage(format!("--out {}: write a .mha or .nrrd volume", args.out.display())));
     }
-    if args.out.extension().and_then(|e| e.to_str()) != Some("mha") {
-        return Err(Failure::new(Exit::Usage, anyhow::anyhow!("--out {}: write a .mha volume", args.out.display())));
+    if let Some(surface) = &args.surface {
+        if args.labels.is_none() {
+            return Err(usage("--surface needs --labels (the surface is the labelled structure's)".into()));
+        }
+        if !matches!(extension_of(surface).as_str(), "stl" | "ply") {
+            return Err(usage(format!("--surface {}: write a .stl or .ply surface", surface.display())));
+        }
     }
     let grid = match &args.grid_like {
         Some(path) => {
-            Some(OutputGrid::from_geometry(&read_mha(path).map_err(|e| Failure::new(Exit::Input, e))?.geometry))
+            Some(OutputGrid::from_geometry(&read_volume(path).map_err(|e| Failure::new(Exit::Input, e))?.geometry))
         }
         None => None,
     };
@@ -101,17 +108,59 @@ pub fn execute(args: ReconstructArgs) -> Result<Exit, Failure> {
     }
     if let Some(labels) = &result.labels {
         let (stem, _) = sonoflow::io::plus::split_name(&args.out);
-        let path = args.out.with_file_name(format!("{stem}.labels.mha"));
+        let path = args.out.with_file_name(format!("{stem}.labels.{out_ext}"));
         write(&path, VolumeData::U8(labels))?;
-        for label in 1..=u8::MAX {
-            let (n, ml) = label_volume_ml(labels, g.spacing_mm, label);
-            if n > 0 {
-                eprintln!("sonoflow: label {label}: {n} voxels, {ml:.3} mL");
-            }
+        let mut voxels = [0usize; 256];
+        for &l in labels {
+            voxels[l as usize] += 1;
+        }
+        let present: Vec<u8> = (1..=u8::MAX).filter(|&l| voxels[l as usize] > 0).collect();
+        for &label in &present {
+            let n = voxels[label as usize];
+            eprintln!("sonoflow: label {label}: {n} voxels, {:.3} mL", n as f64 * geometry.voxel_volume_mm3() / 1000.0);
         }
         eprintln!("sonoflow: wrote the label volume to {}", path.display());
+        if let Some(surface) = &args.surface {
+            write_surfaces(surface, labels, &geometry, &present)?;
+        }
     }
     Ok(Exit::Ok)
+}
+
+/// One surface per label present: at `path` when there is one, else `<stem>.label<N>.<ext>`.
+fn write_surfaces(path: &Path, labels: &[u8], geometry: &VolumeGeometry, present: &[u8]) -> Result<(), Failure> {
+    if present.is_empty() {
+        eprintln!("sonoflow: no labelled voxel: no surface written");
+        return Ok(());
+    }
+    let ext = extension_of(path);
+    for &label in present {
+        let file = if present.len() == 1 {
+            path.to_path_buf()
+        } else {
+            let stem = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            path.with_file_name(format!("{stem}.label{label}.{ext}"))
+        };
+        let mesh = marching_cubes(labels, geometry, label);
+        let written = if ext == "ply" { mesh.write_ply(&file) } else { mesh.write_stl(&file) };
+        written.map_err(|e| Failure::new(Exit::Internal, e))?;
+        eprintln!(
+            "sonoflow: label {label} surface: {} triangles, {:.1} mm², encloses {:.3} mL; wrote {}",
+            mesh.triangles.len(),
+            mesh.area_mm2(),
+            mesh.enclosed_volume_ml(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn extension_of(path: &Path) -> String {
+    path.extension().map_or_else(String::new, |e| e.to_string_lossy().to_ascii_lowercase())
+}
+
+fn usage(message: String) -> Failure {
+    Failure::new(Exit::Usage, anyhow::anyhow!(message))
 }
 
 /// A one-line bar on a terminal; a line per tenth in logs.

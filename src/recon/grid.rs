@@ -57,7 +57,7 @@ impl OutputGrid {
             dims: self.dims,
             origin_mm: self.origin_mm,
             spacing_mm: self.spacing_mm,
-            direction: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            direction: crate::recon::volume::IDENTITY,
         }
     }
 

@@ -109,12 +109,6 @@ impl LabelVolume {
     }
 }
 
-/// Voxels holding `label`, and their volume in mL.
-pub fn label_volume_ml(labels: &[u8], spacing_mm: [f64; 3], label: u8) -> (usize, f64) {
-    let n = labels.iter().filter(|&&l| l == label).count();
-    (n, n as f64 * spacing_mm.iter().product::<f64>() / 1000.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +128,5 @@ mod tests {
             assert!(v.insert(&mask, 8, 1, &pose));
             assert_eq!(v.labels(), expected, "{mode:?}");
         }
-        assert_eq!(label_volume_ml(&[1, 1, 0, 2], [2.0, 5.0, 10.0], 1), (2, 0.2));
     }
 }
