@@ -8,7 +8,7 @@ use clap::Args;
 use sonoflow::capture::simulator::{LABEL_LESION, SimulationSpec, Simulator, label_box};
 use sonoflow::config::{Config, SourceKind};
 
-use super::run::{PaceArg, run_config};
+use super::run::{Outputs, PaceArg, run_config};
 use super::simulate::simulate_with_progress;
 use super::{Exit, Failure};
 
@@ -88,7 +88,9 @@ pub fn execute(args: DemoArgs) -> Result<Exit, Failure> {
             PaceArg::Fast => sonoflow::capture::Pace::Fast,
         };
     }
-    let exit = run_config(&config, true)?;
+    // The live reconstruction, to open in 3D Slicer (grey and label volumes, LPS millimetres).
+    let volume = config.reconstruct.stage.enabled.then(|| dir.join("demo-volume.mha"));
+    let exit = run_config(&config, &Outputs { table: true, volume: volume.as_deref() })?;
     eprintln!("sonoflow: report written to {}", dir.join("demo-report.json").display());
     Ok(exit)
 }

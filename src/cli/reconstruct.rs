@@ -53,10 +53,7 @@ pub fn execute(args: ReconstructArgs) -> Result<Exit, Failure> {
         settings.threads = t;
     }
     // Refuse what cannot be written before the long run.
-    let out_ext = extension_of(&args.out);
-    if !matches!(out_ext.as_str(), "mha" | "nrrd") {
-        return Err(usage(format!("--out {}: write a .mha or .nrrd volume", args.out.display())));
-    }
+    check_volume_path("--out", &args.out)?;
     if let Some(surface) = &args.surface {
         if args.labels.is_none() {
             return Err(usage("--surface needs --labels (the surface is the labelled structure's)".into()));
@@ -81,14 +78,10 @@ pub fn execute(args: ReconstructArgs) -> Result<Exit, Failure> {
             e => Failure::new(Exit::Input, e),
         })?;
     let geometry = result.grid.geometry();
-    let write = |path: &Path, data: VolumeData| {
-        write_volume(path, &geometry, data, true).map_err(|e| Failure::new(Exit::Internal, e))
-    };
-    write(&args.out, VolumeData::U8(&result.grey))?;
     let c = &result.counts;
     let g = &result.grid;
     eprintln!(
-        "sonoflow: {} of {} frames inserted ({} untracked, {} invalid images skipped) into {}x{}x{} voxels of {:?} mm at {:?}; wrote {}",
+        "sonoflow: {} of {} frames inserted ({} untracked, {} invalid images skipped) into {}x{}x{} voxels of {:?} mm at {:?}",
         c.inserted,
         c.frames,
         c.skipped_untracked,
@@ -98,7 +91,6 @@ pub fn execute(args: ReconstructArgs) -> Result<Exit, Failure> {
         g.dims[2],
         g.spacing_mm,
         g.origin_mm,
-        args.out.display()
     );
     if c.saturated_voxels > 0 {
         eprintln!(
@@ -106,25 +98,42 @@ pub fn execute(args: ReconstructArgs) -> Result<Exit, Failure> {
             c.saturated_voxels
         );
     }
-    if let Some(labels) = &result.labels {
-        let (stem, _) = sonoflow::io::plus::split_name(&args.out);
-        let path = args.out.with_file_name(format!("{stem}.labels.{out_ext}"));
-        write(&path, VolumeData::U8(labels))?;
-        let mut voxels = [0usize; 256];
-        for &l in labels {
-            voxels[l as usize] += 1;
-        }
-        let present: Vec<u8> = (1..=u8::MAX).filter(|&l| voxels[l as usize] > 0).collect();
-        for &label in &present {
-            let n = voxels[label as usize];
-            eprintln!("sonoflow: label {label}: {n} voxels, {:.3} mL", n as f64 * geometry.voxel_volume_mm3() / 1000.0);
-        }
-        eprintln!("sonoflow: wrote the label volume to {}", path.display());
-        if let Some(surface) = &args.surface {
-            write_surfaces(surface, labels, &geometry, &present)?;
-        }
-    }
+    write_outputs(&args.out, &geometry, &result.grey, result.labels.as_deref(), args.surface.as_deref())?;
     Ok(Exit::Ok)
+}
+
+/// Writes the grey volume to `out`, the label volume (if any) beside it as
+/// `<stem>.labels.<extension>` with each label's volume printed, and the labels' surfaces.
+pub fn write_outputs(
+    out: &Path,
+    geometry: &VolumeGeometry,
+    grey: &[u8],
+    labels: Option<&[u8]>,
+    surface: Option<&Path>,
+) -> Result<(), Failure> {
+    let write = |path: &Path, data: VolumeData| {
+        write_volume(path, geometry, data, true).map_err(|e| Failure::new(Exit::Internal, e))
+    };
+    write(out, VolumeData::U8(grey))?;
+    eprintln!("sonoflow: wrote the volume to {}", out.display());
+    let Some(labels) = labels else { return Ok(()) };
+    let (stem, _) = sonoflow::io::plus::split_name(out);
+    let path = out.with_file_name(format!("{stem}.labels.{}", extension_of(out)));
+    write(&path, VolumeData::U8(labels))?;
+    let mut voxels = [0usize; 256];
+    for &l in labels {
+        voxels[l as usize] += 1;
+    }
+    let present: Vec<u8> = (1..=u8::MAX).filter(|&l| voxels[l as usize] > 0).collect();
+    for &label in &present {
+        let n = voxels[label as usize];
+        eprintln!("sonoflow: label {label}: {n} voxels, {:.3} mL", n as f64 * geometry.voxel_volume_mm3() / 1000.0);
+    }
+    eprintln!("sonoflow: wrote the label volume to {}", path.display());
+    match surface {
+        Some(surface) => write_surfaces(surface, labels, geometry, &present),
+        None => Ok(()),
+    }
 }
 
 /// One surface per label present: at `path` when there is one, else `<stem>.label<N>.<ext>`.
@@ -153,6 +162,14 @@ fn write_surfaces(path: &Path, labels: &[u8], geometry: &VolumeGeometry, present
         );
     }
     Ok(())
+}
+
+/// Refuses, before any work, a volume path whose format sonoflow does not write.
+pub fn check_volume_path(option: &str, path: &Path) -> Result<(), Failure> {
+    match extension_of(path).as_str() {
+        "mha" | "nrrd" => Ok(()),
+        _ => Err(usage(format!("{option} {}: write a .mha or .nrrd volume", path.display()))),
+    }
 }
 
 fn extension_of(path: &Path) -> String {

@@ -8,7 +8,7 @@ use clap::Args;
 use sonoflow::capture::input::classify;
 use sonoflow::config::Config;
 
-use super::run::{PaceArg, run_config};
+use super::run::{Outputs, PaceArg, run_config};
 use super::{Exit, Failure};
 
 #[derive(Debug, Args)]
@@ -68,5 +68,5 @@ pub fn execute(args: RecordArgs) -> Result<Exit, Failure> {
     if let Some(report) = args.report {
         config.metrics.report_path = Some(report);
     }
-    run_config(&config, false)
+    run_config(&config, &Outputs::default())
 }

@@ -1,6 +1,6 @@
 //! `sonoflow run`: load a config, apply command-line overrides, run, report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// Drive the haptic device on this serial port (overrides haptics.port).
     #[arg(long)]
     pub haptics_port: Option<String>,
+    /// Write the reconstruct stage's volumes here at the end (`.mha` or `.nrrd`; the label volume
+    /// beside it as `<stem>.labels.<extension>`).
+    #[arg(long)]
+    pub volume_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -80,11 +84,26 @@ pub fn execute(args: RunArgs) -> Result<Exit, Failure> {
     if let Some(pace) = args.pace {
         config.capture.pace = pace.into();
     }
-    run_config(&config, args.table)
+    run_config(&config, &Outputs { table: args.table, volume: args.volume_out.as_deref() })
+}
+
+/// What a run writes besides its report and trace.
+#[derive(Default)]
+pub struct Outputs<'a> {
+    /// Print the per-stage latency table.
+    pub table: bool,
+    /// Where the live reconstruction's volumes go.
+    pub volume: Option<&'a Path>,
 }
 
 /// Runs a config to its end, writes the report and trace, prints the summary.
-pub fn run_config(config: &Config, print_table: bool) -> Result<Exit, Failure> {
+pub fn run_config(config: &Config, outputs: &Outputs) -> Result<Exit, Failure> {
+    if let Some(path) = outputs.volume {
+        if !config.reconstruct.stage.enabled {
+            return Err(Failure::new(Exit::Usage, anyhow::anyhow!("--volume-out: the reconstruct stage is disabled")));
+        }
+        super::reconstruct::check_volume_path("--volume-out", path)?;
+    }
     let supervisor = Supervisor::new();
     let spec = pipeline_from_config(config, supervisor.clone()).map_err(|e| {
         let code = match e {
@@ -94,6 +113,7 @@ pub fn run_config(config: &Config, print_table: bool) -> Result<Exit, Failure> {
         };
         Failure::new(code, e)
     })?;
+    let snapshots = spec.recon_snapshots.clone();
     let on_interrupt = supervisor.clone();
     // Only one handler per process; a second run in the same process keeps the first.
     let _ = ctrlc::set_handler(move || on_interrupt.request_stop(StopReason::Interrupted));
@@ -119,8 +139,14 @@ pub fn run_config(config: &Config, print_table: bool) -> Result<Exit, Failure> {
             .with_context(|| format!("writing trace {}", path.display()))
             .map_err(|e| Failure::new(Exit::Internal, e))?;
     }
-    if print_table {
+    if outputs.table {
         eprint!("{}", report.stage_table());
+    }
+    if let Some(path) = outputs.volume {
+        match snapshots.and_then(|s| s.latest()) {
+            Some(v) => super::reconstruct::write_outputs(path, &v.grid.geometry(), &v.grey, Some(&v.labels), None)?,
+            None => eprintln!("sonoflow: no frame was reconstructed: no volume written to {}", path.display()),
+        }
     }
     for fault in report.faults.iter().take(5) {
         eprintln!("sonoflow: fault in {} at frame {}: {} ({})", fault.stage, fault.seq, fault.error, fault.action);

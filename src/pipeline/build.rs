@@ -14,8 +14,9 @@ use crate::pipeline::recording::{RecordingTap, TapContent, TapSettings};
 use crate::pipeline::runtime::{PipelineSpec, StageSpec};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::supervisor::Supervisor;
+use crate::recon::batch::recording_grid;
 use crate::recon::plus_config::{PlusConfigError, effective_settings};
-use crate::recon::{ReconstructStage, SnapshotSlot};
+use crate::recon::{ReconError, ReconstructStage, SnapshotSlot};
 use crate::segment::stage::{PromptInbox, SegmentReportSlot, SegmentStage};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum BuildError {
     Capture(#[from] CaptureError),
     #[error("reconstruct.plus_config: {0}")]
     PlusConfig(#[from] PlusConfigError),
+    #[error("reconstruct: {0}")]
+    Recon(#[from] ReconError),
     #[error("cannot start recording to {path}: {source}")]
     Recording { path: PathBuf, source: std::io::Error },
 }
@@ -121,9 +124,22 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         .into());
     }
     let (haptics_report, segment_report) = (HapticsReportSlot::default(), SegmentReportSlot::default());
+    let recon_snapshots = SnapshotSlot::default();
     // The reconstruction publishes label-volume distance fields here; haptics takes them.
     let volumes = VolumeSlot::default();
-    let recon = if config.reconstruct.enabled { Some(effective_settings(&config.reconstruct.settings)?) } else { None };
+    let mut recon =
+        if config.reconstruct.enabled { Some(effective_settings(&config.reconstruct.settings)?) } else { None };
+    // A recording's extent is known before it plays: grid it as PLUS would (the bounding box of
+    // all its frames) rather than around the first frame as live capture must.
+    if let (Some((settings, calibration)), SourceKind::Replay, Some(path)) =
+        (recon.as_mut(), config.capture.kind, &config.capture.path)
+    {
+        if settings.output_origin_mm.is_none() {
+            let grid = recording_grid(path, settings, calibration)?;
+            let [x, y, z] = grid.dims.map(|d| d as i64 - 1);
+            (settings.output_origin_mm, settings.output_extent) = (Some(grid.origin_mm), Some([0, x, 0, y, 0, z]));
+        }
+    }
     let stages = config
         .stages()
         .into_iter()
@@ -152,7 +168,7 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
                     let (settings, calibration) = recon.clone().unwrap_or_default();
                     let volumes = config.haptics.enabled.then(|| volumes.clone());
                     let structure = config.haptics.settings.structure_table();
-                    let snapshots = SnapshotSlot::default();
+                    let snapshots = recon_snapshots.clone();
                     Box::new(move || {
                         ReconstructStage::new(
                             &settings,
@@ -203,5 +219,6 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         supervisor,
         haptics_report: config.haptics.enabled.then_some(haptics_report),
         segment_report: config.segment.enabled.then_some(segment_report),
+        recon_snapshots: config.reconstruct.stage.enabled.then_some(recon_snapshots),
     })
 }

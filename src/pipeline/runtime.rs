@@ -57,6 +57,9 @@ pub struct PipelineSpec {
     pub haptics_report: Option<HapticsReportSlot>,
     /// Filled by the segment stage when it stops (if it ran the model); copied into the report.
     pub segment_report: Option<SegmentReportSlot>,
+    /// Where the reconstruct stage leaves its volumes (on request and when it stops); the caller
+    /// keeps a clone to read them after the run.
+    pub recon_snapshots: Option<crate::recon::SnapshotSlot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +134,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         supervisor,
         haptics_report,
         segment_report,
+        recon_snapshots: _,
     } = spec;
     if stages.len() + 1 > crate::frame::MAX_STAGES {
         return Err(PipelineError::TooManyStages { max: crate::frame::MAX_STAGES - 1, got: stages.len() });

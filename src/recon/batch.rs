@@ -137,6 +137,22 @@ pub fn reconstruct_sequence(
     Ok(Reconstruction { grid, grey: filled, accumulation: grey.acc, labels: label_volume.map(|l| l.labels()), counts })
 }
 
+/// The grid [`reconstruct_sequence`] would make for `images` (explicit, else PLUS's bounding box
+/// of its tracked frames), without reading any pixels: the live stage takes it when a recording
+/// is replayed, so the whole sweep fits.
+pub fn recording_grid(
+    images: &Path,
+    settings: &ReconSettings,
+    calibration: &[NamedTransform],
+) -> Result<OutputGrid, ReconError> {
+    if let Some(grid) = OutputGrid::explicit(settings) {
+        return Ok(grid?);
+    }
+    let header = SequenceReader::open(images)?.header().clone();
+    let poses = sequence_poses(images, settings, calibration)?;
+    Ok(OutputGrid::bounding(poses.into_iter().flatten(), header.width, header.height, settings)?)
+}
+
 /// The poses that [`reconstruct_sequence`] would use (tools and tests).
 pub fn sequence_poses(
     images: &Path,

@@ -177,6 +177,7 @@ pub fn pipeline_spec(source: impl Source + 'static, stages: Vec<StageSpec>, cloc
         supervisor: Supervisor::new(),
         haptics_report: None,
         segment_report: None,
+        recon_snapshots: None,
     }
 }
 
