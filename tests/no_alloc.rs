@@ -141,77 +141,76 @@ fn the_probe_would_see_an_allocation() {
     assert!(allocations_here() > before);
 }
 
-#[test]
-fn haptics_stage_allocates_nothing_after_warm_up() {
+/// Feeds `frames` simulated frames through `stage` (calling `before_frame` with each frame's
+/// number first) and counts the allocations inside `process` after warm-up.
+fn allocations_in_process(
+    stage: &mut dyn sonoflow::pipeline::stage::Stage,
+    frames: usize,
+    before_frame: &mut dyn FnMut(u64),
+) -> u64 {
     use sonoflow::capture::simulator::SimulationSpec;
     use sonoflow::capture::{Pace, SimulatedSource, Source};
     use sonoflow::frame::{PixelFormat, PixelPool};
+
+    let spec = SimulationSpec { frames, ..SimulationSpec::default() };
+    let mut source = SimulatedSource::new(spec.clone(), Pace::Fast, 4).unwrap();
+    let pool = PixelPool::new(PixelFormat::Gray8, spec.width_px * spec.height_px, 4);
+    let mut inside = 0;
+    for seq in 0..frames as u64 {
+        let mut frame = Frame::new(pool.try_acquire().unwrap());
+        frame.seq = seq;
+        source.fill(&mut frame).unwrap();
+        before_frame(seq);
+        let mut out = None;
+        let before = allocations_here();
+        stage.process(frame, &mut out).unwrap();
+        if seq >= WARM_UP_FRAMES {
+            inside += allocations_here() - before;
+        }
+    }
+    stage.stop();
+    inside
+}
+
+#[test]
+fn haptics_stage_allocates_nothing_after_warm_up() {
     use sonoflow::haptics::{HapticsSettings, HapticsStage, VolumeSlot};
     use sonoflow::pipeline::Supervisor;
 
     let _serial = one_at_a_time();
     // The simulated sweep has every case: tool occluded for a stretch, frames with and without
     // structure in the mask, the tip inside and outside the margin.
-    let spec = SimulationSpec { frames: 200, ..SimulationSpec::default() };
-    let mut source = SimulatedSource::new(spec.clone(), Pace::Fast, 4).unwrap();
-    let pool = PixelPool::new(PixelFormat::Gray8, spec.width_px * spec.height_px, 4);
     let settings = HapticsSettings::default();
     let mut stage = HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), Default::default()).unwrap();
-    let mut inside = 0;
-    for seq in 0..spec.frames as u64 {
-        let mut frame = Frame::new(pool.try_acquire().unwrap());
-        frame.seq = seq;
-        source.fill(&mut frame).unwrap();
-        let mut out = None;
-        let before = allocations_here();
-        stage.process(frame, &mut out).unwrap();
-        if seq >= WARM_UP_FRAMES {
-            inside += allocations_here() - before;
-        }
-    }
-    stage.stop();
+    let inside = allocations_in_process(&mut stage, 200, &mut |_| {});
     assert_eq!(inside, 0, "allocations inside the haptics stage's process");
 }
 
 #[test]
 fn reconstruct_stage_allocates_nothing_after_warm_up() {
     use sonoflow::capture::simulator::SimulationSpec;
-    use sonoflow::capture::{Pace, SimulatedSource, Source};
-    use sonoflow::frame::{PixelFormat, PixelPool};
     use sonoflow::haptics::VolumeSlot;
     use sonoflow::recon::{ReconSettings, ReconstructStage, SnapshotSlot};
 
     let _serial = one_at_a_time();
-    let spec = SimulationSpec { frames: 120, ..SimulationSpec::default() };
-    let mut source = SimulatedSource::new(spec.clone(), Pace::Fast, 4).unwrap();
-    let pool = PixelPool::new(PixelFormat::Gray8, spec.width_px * spec.height_px, 4);
     // Publishing every 5 masks and snapshot requests exercise the hand-offs too; the grid is made
     // at the first frame (warm-up).
     let settings = ReconSettings { publish_every_frames: 5, live_margin_mm: 5.0, ..Default::default() };
     let snapshots = SnapshotSlot::default();
     let mut structure = [true; 256];
     structure[0] = false;
+    let spec = SimulationSpec::default();
     let (w, h) = (spec.width_px, spec.height_px);
     let mut stage =
         ReconstructStage::new(&settings, Vec::new(), w, h, Some(VolumeSlot::default()), structure, snapshots.clone())
             .unwrap();
-    let mut inside = 0;
-    for seq in 0..spec.frames as u64 {
-        let mut frame = Frame::new(pool.try_acquire().unwrap());
-        frame.seq = seq;
-        source.fill(&mut frame).unwrap();
+    let frames = 120;
+    let inside = allocations_in_process(&mut stage, frames, &mut |seq| {
         if seq % 40 == 0 {
             snapshots.request();
         }
-        let mut out = None;
-        let before = allocations_here();
-        stage.process(frame, &mut out).unwrap();
-        if seq >= WARM_UP_FRAMES {
-            inside += allocations_here() - before;
-        }
-    }
-    stage.stop();
-    assert!(snapshots.latest().is_some_and(|s| s.frames_inserted == spec.frames as u64));
+    });
+    assert!(snapshots.latest().is_some_and(|s| s.frames_inserted == frames as u64));
     assert_eq!(inside, 0, "allocations inside the reconstruct stage's process");
 }
 

@@ -4,24 +4,25 @@
 
 mod common;
 
+use std::path::Path;
+
 use sonoflow::recon::compare::agreement;
 use sonoflow::recon::volume::{OwnedVolumeData, read_mha};
-use sonoflow::recon::{read_plus_config, reconstruct_sequence};
+use sonoflow::recon::{Reconstruction, read_plus_config, reconstruct_sequence};
+
+/// `images` reconstructed with the settings and calibration of the PLUS XML `config`.
+fn reconstruct(images: &Path, config: &Path) -> Reconstruction {
+    let config = read_plus_config(config).unwrap();
+    reconstruct_sequence(images, None, &config.settings, &config.calibration, None, &mut |_, _| {}).unwrap()
+}
 
 #[test]
 fn spine_phantom_matches_plus_grid_and_voxels() {
     let Some(dir) = common::plus_data() else { return };
-    let config =
-        read_plus_config(&dir.join("PlusDeviceSet_VolumeReconstructionOnly_SpinePhantom_NN_MEAN.xml")).unwrap();
-    let result = reconstruct_sequence(
+    let result = reconstruct(
         &dir.join("SpinePhantomFreehand.igs.mha"),
-        None,
-        &config.settings,
-        &config.calibration,
-        None,
-        &mut |_, _| {},
-    )
-    .unwrap();
+        &dir.join("PlusDeviceSet_VolumeReconstructionOnly_SpinePhantom_NN_MEAN.xml"),
+    );
     let reference = read_mha(&dir.join("vtkVolumeReconstructorTestNNMEANvolumeRef.mha")).unwrap();
     let g = &reference.geometry;
     println!(
@@ -51,16 +52,7 @@ fn spine_phantom_matches_plus_grid_and_voxels() {
 #[test]
 fn bone_sweep_reconstructs_with_a_sane_extent() {
     let Some(dir) = common::plus_data() else { return };
-    let config = read_plus_config(&dir.join("BoneUltrasound_L14_config.xml")).unwrap();
-    let result = reconstruct_sequence(
-        &dir.join("BoneUltrasound_L14.igs.mha"),
-        None,
-        &config.settings,
-        &config.calibration,
-        None,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let result = reconstruct(&dir.join("BoneUltrasound_L14.igs.mha"), &dir.join("BoneUltrasound_L14_config.xml"));
     let extent_mm: Vec<f64> = (0..3).map(|k| result.grid.dims[k] as f64 * result.grid.spacing_mm[k]).collect();
     let filled = result.accumulation.iter().filter(|&&a| a > 0).count();
     println!("bone: {:?} voxels ({extent_mm:.1?} mm), {filled} filled, {:?}", result.grid.dims, result.counts);
