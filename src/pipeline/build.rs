@@ -16,7 +16,7 @@ use crate::pipeline::stage::Stage;
 use crate::pipeline::supervisor::Supervisor;
 use crate::recon::batch::recording_grid;
 use crate::recon::plus_config::{PlusConfigError, effective_settings};
-use crate::recon::{ReconError, ReconstructStage, SnapshotSlot};
+use crate::recon::{GridError, ReconError, ReconstructStage, SnapshotSlot};
 use crate::segment::stage::{PromptInbox, SegmentReportSlot, SegmentStage};
 
 #[derive(Debug, thiserror::Error)]
@@ -135,9 +135,16 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         (recon.as_mut(), config.capture.kind, &config.capture.path)
     {
         if settings.output_origin_mm.is_none() {
-            let grid = recording_grid(path, settings, calibration)?;
-            let [x, y, z] = grid.dims.map(|d| d as i64 - 1);
-            (settings.output_origin_mm, settings.output_extent) = (Some(grid.origin_mm), Some([0, x, 0, y, 0, z]));
+            match recording_grid(path, settings, calibration) {
+                Ok(grid) => {
+                    let [x, y, z] = grid.dims.map(|d| d as i64 - 1);
+                    (settings.output_origin_mm, settings.output_extent) =
+                        (Some(grid.origin_mm), Some([0, x, 0, y, 0, z]));
+                }
+                // No tracked frame: the stage counts every frame as untracked, as it would live.
+                Err(ReconError::Grid(GridError::NoValidFrames(_))) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let stages = config
