@@ -198,7 +198,12 @@ fn a_run_drives_the_device_simulator_over_a_pty() {
 
     let r = read_report(&report);
     let h = &r["haptics"];
-    assert_eq!(h["frames"], 60);
+    // Every simulated frame entered; on a loaded machine the drop-oldest queues may thin what
+    // reaches haptics, but the haptics report agrees with the stage's own count.
+    assert_eq!(r["frames_in"], 60);
+    let stage = r["stages"].as_array().unwrap().iter().find(|s| s["name"] == "haptics").unwrap();
+    assert_eq!(h["frames"], stage["frames_in"], "{h}");
+    assert!(h["frames"].as_u64().unwrap() > 30, "{h}");
     assert!(h["frames_with_force"].as_u64().unwrap() > 0, "{h}");
     assert!(h["driver"]["link"]["frames_sent"].as_u64().unwrap() > 100, "{h}");
     assert!(h["driver"]["period"]["p50_ms"].is_number());
