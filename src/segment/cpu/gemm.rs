@@ -85,32 +85,9 @@ pub fn packed_len(k: usize, n: usize) -> usize {
     n.div_ceil(NR) * k * NR
 }
 
-/// Packs B (k × n, `get(kk, j)` = B[kk][j]) into `dst` for [`gemm_serial`]; `bias` must hold n
-/// values. Inlined so the caller's target features (AVX2) apply to the copy loops.
-#[inline(always)]
-pub fn pack_into<'a>(
-    dst: &'a mut [f32],
-    k: usize,
-    n: usize,
-    get: impl Fn(usize, usize) -> f32,
-    bias: &'a [f32],
-) -> PackedRef<'a> {
-    let len = packed_len(k, n);
-    let dst = &mut dst[..len];
-    for p in 0..n.div_ceil(NR) {
-        let cols = NR.min(n - p * NR);
-        for kk in 0..k {
-            let row = &mut dst[(p * k + kk) * NR..(p * k + kk + 1) * NR];
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = if j < cols { get(kk, p * NR + j) } else { 0.0 };
-            }
-        }
-    }
-    PackedRef { k, n, panels: dst, bias: &bias[..n] }
-}
-
-/// Packs B (k × n) given by its rows (`row(kk)` holds B[kk][0..n]) into `dst`, like
-/// [`pack_into`] but copying 16 contiguous values at a time.
+/// Packs B (k × n) given by its rows (`row(kk)` holds B[kk][0..n]) into `dst` for
+/// [`gemm_serial`], 16 contiguous values at a time; `bias` must hold n values. Inlined so the
+/// caller's target features (AVX2) apply to the copy loops.
 #[inline(always)]
 pub fn pack_rows_into<'a, 'r>(
     dst: &'a mut [f32],
