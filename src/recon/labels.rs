@@ -11,7 +11,7 @@ use crate::frame::Matrix4;
 
 use super::grid::OutputGrid;
 use super::raster::FramePlan;
-use super::rows::{RowSpan, row_spans};
+use super::rows::RowSpanCache;
 use super::settings::{LabelCompounding, MAX_LABEL, ReconSettings};
 
 pub struct LabelVolume {
@@ -20,9 +20,7 @@ pub struct LabelVolume {
     /// Vote: `labels` counts per voxel (u16, saturating); maximum: one value per voxel.
     counts: Vec<u16>,
     labels: usize,
-    spans: Vec<RowSpan>,
-    span_size: (usize, usize),
-    settings: ReconSettings,
+    spans: RowSpanCache,
     /// Pixels whose label exceeded [`MAX_LABEL`] (counted as MAX_LABEL).
     pub clamped: u64,
 }
@@ -38,9 +36,7 @@ impl LabelVolume {
             mode: settings.label_compounding,
             counts: vec![0; grid.voxels() * labels],
             labels,
-            spans: row_spans(width, height, settings),
-            span_size: (width, height),
-            settings: settings.clone(),
+            spans: RowSpanCache::new(width, height, settings),
             clamped: 0,
         }
     }
@@ -56,23 +52,20 @@ impl LabelVolume {
         if mask.len() < width * height {
             return false;
         }
-        if self.span_size != (width, height) {
-            self.spans = row_spans(width, height, &self.settings);
-            self.span_size = (width, height);
-        }
         let Some(plan) = FramePlan::new(image_to_reference, &self.grid) else { return false };
         let Some(z) = plan.z_range(width, height) else { return true };
         let nxy = (self.grid.dims[0] * self.grid.dims[1]) as i64;
+        let spans = self.spans.get(width, height);
         let (counts, labels, clamped) = (&mut self.counts, self.labels, &mut self.clamped);
         let base = (z.0 * nxy) as usize;
         match self.mode {
-            LabelCompounding::Vote => plan.for_each_nearest(&self.spans, width, z, |v, p| {
+            LabelCompounding::Vote => plan.for_each_nearest(spans, width, z, |v, p| {
                 let label = mask[p].min(MAX_LABEL);
                 *clamped += u64::from(mask[p] > MAX_LABEL);
                 let c = &mut counts[(base + v) * labels + label as usize];
                 *c = c.saturating_add(1);
             }),
-            LabelCompounding::Maximum => plan.for_each_nearest(&self.spans, width, z, |v, p| {
+            LabelCompounding::Maximum => plan.for_each_nearest(spans, width, z, |v, p| {
                 let c = &mut counts[base + v];
                 *c = (*c).max(mask[p] as u16 + 1);
             }),

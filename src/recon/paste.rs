@@ -11,7 +11,7 @@ use crate::frame::Matrix4;
 
 use super::grid::OutputGrid;
 use super::raster::FramePlan;
-use super::rows::{FLOOR_TOL, RowSpan, row_spans};
+use super::rows::{FLOOR_TOL, RowSpan, RowSpanCache};
 use super::settings::{Compounding, Interpolation, ReconSettings};
 
 const ACC_WHOLE: u32 = 256;
@@ -44,9 +44,7 @@ pub struct GreyVolume {
     interpolation: Interpolation,
     compounding: Compounding,
     threads: usize,
-    settings: ReconSettings,
-    spans: Vec<RowSpan>,
-    span_size: (usize, usize),
+    spans: RowSpanCache,
     /// Voxels whose accumulation saturated (PLUS warns about these).
     pub saturated: u64,
 }
@@ -62,9 +60,7 @@ impl GreyVolume {
             interpolation: settings.interpolation,
             compounding: settings.compounding,
             threads: settings.threads,
-            spans: row_spans(width, height, settings),
-            span_size: (width, height),
-            settings: settings.clone(),
+            spans: RowSpanCache::new(width, height, settings),
             saturated: 0,
         }
     }
@@ -82,16 +78,12 @@ impl GreyVolume {
         if pixels.len() < width * height {
             return false;
         }
-        if self.span_size != (width, height) {
-            self.spans = row_spans(width, height, &self.settings);
-            self.span_size = (width, height);
-        }
         let Some(plan) = FramePlan::new(image_to_reference, &self.grid) else { return false };
         let Some((z0, z1)) = plan.z_range(width, height) else { return true };
         let nxy = self.grid.dims[0] * self.grid.dims[1];
         let job = Job {
             plan: &plan,
-            spans: &self.spans,
+            spans: self.spans.get(width, height),
             width,
             pixels,
             interpolation: self.interpolation,

@@ -58,6 +58,29 @@ impl RowSpan {
     }
 }
 
+/// The row spans of one frame size, kept between frames and recomputed (allocating) only when
+/// the frame size changes, so insertion allocates nothing for frames of the size it was made for.
+pub struct RowSpanCache {
+    settings: ReconSettings,
+    size: (usize, usize),
+    spans: Vec<RowSpan>,
+}
+
+impl RowSpanCache {
+    pub fn new(width: usize, height: usize, settings: &ReconSettings) -> Self {
+        RowSpanCache { settings: settings.clone(), size: (width, height), spans: row_spans(width, height, settings) }
+    }
+
+    /// The spans of `width`×`height` frames.
+    pub fn get(&mut self, width: usize, height: usize) -> &[RowSpan] {
+        if self.size != (width, height) {
+            self.spans = row_spans(width, height, &self.settings);
+            self.size = (width, height);
+        }
+        &self.spans
+    }
+}
+
 /// The allowed span of every row of a `width`×`height` image.
 pub fn row_spans(width: usize, height: usize, settings: &ReconSettings) -> Vec<RowSpan> {
     let (w, h) = (width as i64, height as i64);
