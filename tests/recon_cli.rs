@@ -83,6 +83,11 @@ fn reconstruct_refuses_outputs_it_cannot_write_before_running() {
         assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(culprit), "{args:?}: {stderr}");
     }
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/replay.toml");
+    let run = sonoflow(&["run", "--config", config, "--input", missing, "--volume-out", "v.vtk"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--volume-out v.vtk"), "{stderr}");
 }
 
 #[test]

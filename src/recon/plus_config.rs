@@ -382,4 +382,15 @@ mod tests {
         assert!(matches!(parse("<PlusConfiguration>"), Err(PlusConfigError::Xml { .. })));
         assert!(matches!(parse("<PlusConfiguration/>"), Err(PlusConfigError::Structure { .. })));
     }
+
+    #[test]
+    fn absent_and_truncated_files_are_errors_naming_the_file() {
+        let err = read_plus_config(Path::new("/nonexistent/config.xml")).unwrap_err();
+        assert!(matches!(err, PlusConfigError::Read { .. }) && err.to_string().contains("/nonexistent/config.xml"));
+        let whole = SPINE.trim_end();
+        for cut in (0..whole.len()).filter(|&c| whole.is_char_boundary(c)) {
+            let err = parse(&whole[..cut]).expect_err("a truncated configuration must not parse");
+            assert!(err.to_string().contains("cfg.xml"), "cut at {cut}: {err}");
+        }
+    }
 }
