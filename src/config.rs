@@ -311,6 +311,14 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// A GStreamer source asked of a build without the `gstreamer` feature.
+pub(crate) fn gstreamer_missing(kind: SourceKind) -> ConfigError {
+    invalid(
+        "capture.kind",
+        format!("\"{}\" needs GStreamer, but this sonoflow was built without the `gstreamer` feature", kind.name()),
+    )
+}
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
@@ -471,13 +479,7 @@ impl Config {
 
     fn check_environment(&self) -> Result<(), ConfigError> {
         if self.capture.kind.uses_gstreamer() && !cfg!(feature = "gstreamer") {
-            return Err(invalid(
-                "capture.kind",
-                format!(
-                    "\"{}\" needs GStreamer, but this sonoflow was built without the `gstreamer` feature",
-                    self.capture.kind.name()
-                ),
-            ));
+            return Err(gstreamer_missing(self.capture.kind));
         }
         let inputs = [
             ("capture.path", &self.capture.path),

@@ -92,14 +92,7 @@ fn open_gstreamer(config: &Config, kind: SourceKind, path: Option<PathBuf>) -> R
 
 #[cfg(not(feature = "gstreamer"))]
 fn open_gstreamer(_: &Config, kind: SourceKind, _: Option<PathBuf>) -> Result<Box<dyn Source>, BuildError> {
-    Err(ConfigError::Invalid {
-        key: "capture.kind".into(),
-        message: format!(
-            "\"{}\" needs GStreamer, but this sonoflow was built without the `gstreamer` feature",
-            kind.name()
-        ),
-    }
-    .into())
+    Err(crate::config::gstreamer_missing(kind).into())
 }
 
 /// Validates `config` and builds everything a run needs.
