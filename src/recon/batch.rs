@@ -11,7 +11,7 @@ use super::grid::{GridError, OutputGrid};
 use super::holes::fill_holes;
 use super::labels::LabelVolume;
 use super::paste::GreyVolume;
-use super::poses::recording_poses;
+use super::poses::{PoseError, recording_poses};
 use super::settings::ReconSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,28 +86,18 @@ pub fn reconstruct_sequence(
             });
         }
     }
-    let poses = recording_poses(
-        reader.frames(),
-        calibration,
-        &settings.image_frame,
-        &settings.reference_frame,
-        settings.pose_time_offset_s,
-    );
+    let poses = poses_of(&reader, settings, calibration);
     let mut counts = FrameCounts { frames: poses.len(), ..Default::default() };
     for p in &poses {
         match p {
             Ok(_) => {}
-            Err(super::poses::PoseError::ImageInvalid) => counts.skipped_image += 1,
+            Err(PoseError::ImageInvalid) => counts.skipped_image += 1,
             Err(_) => counts.skipped_untracked += 1,
         }
     }
-    let valid = || poses.iter().filter_map(|p| p.as_ref().ok().copied());
     let grid = match grid {
         Some(g) => g,
-        None => match OutputGrid::explicit(settings) {
-            Some(g) => g?,
-            None => OutputGrid::bounding(valid(), header.width, header.height, settings)?,
-        },
+        None => OutputGrid::for_frames(poses.iter().flatten().copied(), header.width, header.height, settings)?,
     };
     let (w, h) = (header.width, header.height);
     let mut grey = GreyVolume::new(grid, settings, w, h);
@@ -145,12 +135,25 @@ pub fn recording_grid(
     settings: &ReconSettings,
     calibration: &[NamedTransform],
 ) -> Result<OutputGrid, ReconError> {
-    if let Some(grid) = OutputGrid::explicit(settings) {
-        return Ok(grid?);
-    }
-    let header = SequenceReader::open(images)?.header().clone();
-    let poses = sequence_poses(images, settings, calibration)?;
-    Ok(OutputGrid::bounding(poses.into_iter().flatten(), header.width, header.height, settings)?)
+    let reader = SequenceReader::open(images)?;
+    let header = reader.header();
+    let poses = poses_of(&reader, settings, calibration);
+    Ok(OutputGrid::for_frames(poses.into_iter().flatten(), header.width, header.height, settings)?)
+}
+
+/// Each frame's ImageToReference (or why it has none), as the settings name and time them.
+fn poses_of(
+    reader: &SequenceReader,
+    settings: &ReconSettings,
+    calibration: &[NamedTransform],
+) -> Vec<Result<Matrix4, PoseError>> {
+    recording_poses(
+        reader.frames(),
+        calibration,
+        &settings.image_frame,
+        &settings.reference_frame,
+        settings.pose_time_offset_s,
+    )
 }
 
 /// The poses that [`reconstruct_sequence`] would use (tools and tests).
@@ -160,14 +163,5 @@ pub fn sequence_poses(
     calibration: &[NamedTransform],
 ) -> Result<Vec<Option<Matrix4>>, ReconError> {
     let reader = SequenceReader::open(images)?;
-    Ok(recording_poses(
-        reader.frames(),
-        calibration,
-        &settings.image_frame,
-        &settings.reference_frame,
-        settings.pose_time_offset_s,
-    )
-    .into_iter()
-    .map(Result::ok)
-    .collect())
+    Ok(poses_of(&reader, settings, calibration).into_iter().map(Result::ok).collect())
 }

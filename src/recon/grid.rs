@@ -76,6 +76,19 @@ impl OutputGrid {
         Some(Self::checked(dims, origin_mm, s, settings.max_memory_mb))
     }
 
+    /// The settings' explicit grid if they give one, else PLUS's bounding box of the frames.
+    pub fn for_frames(
+        poses: impl IntoIterator<Item = Matrix4>,
+        width: usize,
+        height: usize,
+        settings: &ReconSettings,
+    ) -> Result<Self, GridError> {
+        match Self::explicit(settings) {
+            Some(grid) => grid,
+            None => Self::bounding(poses, width, height, settings),
+        }
+    }
+
     /// PLUS's bounding box of the frames (`width`×`height` pixels) placed by `poses`.
     pub fn bounding(
         poses: impl IntoIterator<Item = Matrix4>,
