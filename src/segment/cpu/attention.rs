@@ -6,7 +6,7 @@
 //! computed (padded tokens are keys and values, never outputs). Dense attention (the mask
 //! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
 
-use super::gemm::{Epilogue, NR, gemm_serial, pack_columns_into, pack_rows_into, packed_len};
+use super::gemm::{Epilogue, NR, gemm_serial_rows, pack_columns_into, pack_rows_into, packed_len};
 use super::kernels::{SharedMut, WideJob, dot8, run_wide, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
@@ -16,12 +16,12 @@ use crate::segment::ops::expand_window_bias;
 /// Most tokens in a window (TinyViT's largest window is 14 × 14).
 const MAX_WINDOW_TOKENS: usize = 256;
 
-/// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels: q, packed
-/// kᵀ and v, the scores (rows padded to whole panels), the output, and a row of zeros (the
-/// products' absent bias).
+/// Scratch floats one thread needs for windows of `n` tokens and `head_dim` channels: packed
+/// kᵀ and v, the scores (rows padded to whole panels) and a row of zeros (the products' absent
+/// bias). Queries are read and outputs written in place.
 pub fn window_scratch_len(n: usize, head_dim: usize) -> usize {
     let row = n.next_multiple_of(NR);
-    2 * n * head_dim + packed_len(head_dim, row) + packed_len(n, head_dim) + n * row + row.max(head_dim)
+    packed_len(head_dim, row) + packed_len(n, head_dim) + n * row + row.max(head_dim)
 }
 
 /// See [`crate::segment::ops::Ops::window_attention`]; `bias` is expanded to heads × n × n.
@@ -66,8 +66,9 @@ struct Window<'a> {
 
 impl WideJob for Window<'_> {
     /// Inlined into the wide and the baseline copies, so every inner loop vectorises. Per head:
-    /// gather the queries inside the image, pack scale·kᵀ and v, then S = q·(scale·kᵀ),
-    /// softmax(S + bias) row by row, and O = softmax·v, the products register-blocked. Score
+    /// pack scale·kᵀ and v, then S = q·(scale·kᵀ) for the queries inside the image (read in
+    /// place), softmax(S + bias) row by row, and O = softmax·v written in place, the products
+    /// register-blocked. Score
     /// rows are padded to whole panels (zero keys) so no tile of q·kᵀ takes the ragged path.
     #[inline(always)]
     fn run(&self, scratch: &mut [f32]) {
@@ -76,13 +77,11 @@ impl WideJob for Window<'_> {
         let (n, c) = (ws * ws, heads * hd);
         let row = n.next_multiple_of(NR);
         let scale = (hd as f32).powf(-0.5);
-        let (q, rest) = scratch.split_at_mut(n * hd);
-        let (kt, rest) = rest.split_at_mut(packed_len(hd, row));
+        let (kt, rest) = scratch.split_at_mut(packed_len(hd, row));
         let (vp, rest) = rest.split_at_mut(packed_len(n, hd));
         let (scores, rest) = rest.split_at_mut(n * row);
-        let (o, zeros) = rest.split_at_mut(n * hd);
         // Scratch is shared with other kernels: make the zeros zero.
-        let zeros = &mut zeros[..row.max(hd)];
+        let zeros = &mut rest[..row.max(hd)];
         zeros.fill(0.0);
         let zeros = &*zeros;
         // Each token's qkv row, found once per window (the packing below reads every element,
@@ -103,13 +102,13 @@ impl WideJob for Window<'_> {
         }
         for h in 0..heads {
             let part = |t: usize, which: usize| &token_rows[t][(3 * h + which) * hd..][..hd];
-            for (i, &t) in queries[..m].iter().enumerate() {
-                q[i * hd..(i + 1) * hd].copy_from_slice(part(t, 0));
-            }
             // Keys past n (to the whole panel) are zero columns.
             let kt = pack_columns_into(kt, hd, row, |j| if j < n { part(j, 1) } else { zeros }, scale, zeros);
             let vp = pack_rows_into(vp, n, hd, |j| part(j, 2), zeros);
-            gemm_serial(q, hd, m, kt, scores, row, Epilogue::None);
+            let scores_at = scores.as_mut_ptr();
+            let scores_row = |i: usize| scores_at.wrapping_add(i * row);
+            // SAFETY: score row i (of `row` values) is this thread's scratch.
+            unsafe { gemm_serial_rows(m, |i| part(queries[i], 0), kt, scores_row, Epilogue::None) };
             let bias = &self.bias[h * n * n..(h + 1) * n * n];
             for (s, &t) in scores.chunks_exact_mut(row).zip(&queries[..m]) {
                 let s = &mut s[..n];
@@ -118,13 +117,14 @@ impl WideJob for Window<'_> {
                 }
                 softmax_row(s);
             }
-            gemm_serial(scores, row, m, vp, o, hd, Epilogue::None);
-            for (i, &t) in queries[..m].iter().enumerate() {
+            let out_row = |i: usize| {
+                let t = queries[i];
                 let (y, x) = (self.wy * ws + t / ws, self.wx * ws + t % ws);
-                // SAFETY: query token (y, x) of head h belongs to this window alone.
-                let dst = unsafe { self.out.rows((y * g.width + x) * c + h * hd, hd) };
-                dst.copy_from_slice(&o[i * hd..(i + 1) * hd]);
-            }
+                // SAFETY: token (y, x) is inside the image, so its row is inside `out`.
+                unsafe { self.out.at((y * g.width + x) * c + h * hd) }
+            };
+            // SAFETY: query token (y, x)'s head h belongs to this window alone.
+            unsafe { gemm_serial_rows(m, |i| &scores[i * row..][..row], vp, out_row, Epilogue::None) };
         }
     }
 }

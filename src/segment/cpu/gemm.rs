@@ -8,6 +8,7 @@
 //! A rows stream from L2. Work is split over the thread pool by (row block, column block).
 //! Accumulation is plain float32 (no reduced precision), as parity with the reference demands.
 
+use super::kernels::SharedMut;
 use super::pool::ThreadPool;
 pub use crate::segment::ops::Epilogue;
 
@@ -100,8 +101,15 @@ pub fn pack_rows_into<'a, 'r>(
     let dst = &mut dst[..len];
     for kk in 0..k {
         let src = &row(kk)[..n];
-        for (p, part) in src.chunks(NR).enumerate() {
-            let out = &mut dst[(p * k + kk) * NR..(p * k + kk + 1) * NR];
+        let mut whole = src.chunks_exact(NR);
+        for (p, part) in (&mut whole).enumerate() {
+            // Fixed-size copies: a call to memcpy per 16 values costs more than the copy.
+            let out: &mut [f32; NR] = (&mut dst[(p * k + kk) * NR..][..NR]).try_into().expect("NR values");
+            *out = part.try_into().expect("NR values");
+        }
+        let (p, part) = (n / NR, whole.remainder());
+        if !part.is_empty() {
+            let out = &mut dst[(p * k + kk) * NR..][..NR];
             out[..part.len()].copy_from_slice(part);
             out[part.len()..].fill(0.0);
         }
@@ -122,15 +130,17 @@ pub fn pack_columns_into<'a, 'c>(
 ) -> PackedRef<'a> {
     let len = packed_len(k, n);
     let dst = &mut dst[..len];
-    for j in 0..n.next_multiple_of(NR) {
-        let (panel, lane) = (&mut dst[(j / NR) * k * NR..(j / NR + 1) * k * NR], j % NR);
-        if j < n {
-            for (kk, v) in column(j)[..k].iter().enumerate() {
-                panel[kk * NR + lane] = scale * v;
-            }
-        } else {
-            for kk in 0..k {
-                panel[kk * NR + lane] = 0.0;
+    let zeros = [0.0f32; 0];
+    for (p, panel) in dst.chunks_exact_mut(k * NR).enumerate() {
+        // Row by row of the panel, so the stores are contiguous: scattering each column down
+        // the panel (one store per 64 bytes) stalls on the store queue.
+        let columns: [&[f32]; NR] = std::array::from_fn(|lane| {
+            let j = p * NR + lane;
+            if j < n { &column(j)[..k] } else { &zeros }
+        });
+        for (kk, out) in panel.chunks_exact_mut(NR).enumerate() {
+            for (o, c) in out.iter_mut().zip(&columns) {
+                *o = c.get(kk).map_or(0.0, |v| scale * v);
             }
         }
     }
@@ -142,19 +152,30 @@ pub fn pack_columns_into<'a, 'c>(
 #[inline(always)]
 pub fn gemm_serial(a: &[f32], lda: usize, m: usize, b: PackedRef, c: &mut [f32], ldc: usize, epi: Epilogue) {
     assert!(m == 0 || (a.len() >= (m - 1) * lda + b.k && c.len() >= (m - 1) * ldc + b.n), "gemm operand sizes");
-    let col_blocks = b.n.div_ceil(NR).div_ceil(PANELS_PER_TASK);
-    let (out, kernel) = (OutPtr(c.as_mut_ptr()), select_kernel());
-    for task in 0..m.div_ceil(MC) * col_blocks {
-        Task { a, lda, m, b, out, ldc, epi, kernel, task, col_blocks }.run();
-    }
+    let out = SharedMut(c.as_mut_ptr());
+    // SAFETY: the assert bounds every row; c is borrowed mutably, so this call alone writes it.
+    unsafe { gemm_serial_rows(m, |r| &a[r * lda..], b, |r| out.at(r * ldc), epi) }
 }
 
-/// A raw view that tasks on different threads write disjoint parts of.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each task writes a distinct (row block, column block) region of the output.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
+/// [`gemm_serial`] with A's and C's rows wherever they are: `a_row(r)` starts A's row r (at
+/// least k values) and `c_row(r)` C's row r. Gathers a window's tokens in place of copies.
+///
+/// # Safety
+/// For every r < m, `c_row(r)` points at `b.n` floats that this call alone reads and writes.
+#[inline(always)]
+pub unsafe fn gemm_serial_rows<'a>(
+    m: usize,
+    a_row: impl Fn(usize) -> &'a [f32] + Copy,
+    b: PackedRef,
+    c_row: impl Fn(usize) -> *mut f32 + Copy,
+    epi: Epilogue,
+) {
+    let col_blocks = b.n.div_ceil(NR).div_ceil(PANELS_PER_TASK);
+    let kernel = select_kernel();
+    for task in 0..m.div_ceil(MC) * col_blocks {
+        Task { a_row, m, b, c_row, epi, kernel, task, col_blocks }.run();
+    }
+}
 
 /// `c[m × n] (row stride ldc) = epilogue(a[m × k] (row stride lda) · b + bias)`.
 #[allow(clippy::too_many_arguments)]
@@ -167,15 +188,20 @@ pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: 
     let row_blocks = m.div_ceil(MC);
     let panels = n.div_ceil(NR);
     let col_blocks = panels.div_ceil(PANELS_PER_TASK);
-    let out = OutPtr(c.as_mut_ptr());
+    let out = SharedMut(c.as_mut_ptr());
     let kernel = select_kernel();
     let wide = !std::ptr::fn_addr_eq(kernel, kernel_generic as Kernel);
+    let a_row = |r: usize| &a[r * lda..];
+    // SAFETY: the assert bounds every row, and each task writes its own (rows, panels) block.
+    let c_row = |r: usize| unsafe { out.at(r * ldc) };
     pool.for_each(row_blocks * col_blocks, &|task| {
-        let job = Task { a, lda, m, b: b.view(), out, ldc, epi, kernel, task, col_blocks };
+        let job = Task { a_row, m, b: b.view(), c_row, epi, kernel, task, col_blocks };
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn run_wide(job: &Task) {
+            unsafe fn run_wide<'r, A: Fn(usize) -> &'r [f32] + Copy, C: Fn(usize) -> *mut f32 + Copy>(
+                job: &Task<A, C>,
+            ) {
                 job.run()
             }
             if wide {
@@ -188,29 +214,36 @@ pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: 
     });
 }
 
-/// One (row block, column block) of a product.
-struct Task<'a> {
-    a: &'a [f32],
-    lda: usize,
+/// One (row block, column block) of a product; `a_row(r)` and `c_row(r)` are row r of A and C.
+struct Task<'a, A, C> {
+    a_row: A,
     m: usize,
     b: PackedRef<'a>,
-    out: OutPtr,
-    ldc: usize,
+    c_row: C,
     epi: Epilogue,
     kernel: Kernel,
     task: usize,
     col_blocks: usize,
 }
 
-impl Task<'_> {
+impl<'r, A: Fn(usize) -> &'r [f32] + Copy, C: Fn(usize) -> *mut f32 + Copy> Task<'_, A, C> {
     /// Inlined into a wide and a baseline copy, so the epilogue's GELU vectorises.
     #[inline(always)]
     fn run(&self) {
-        let (a, b, n, k) = (self.a, &self.b, self.b.n, self.b.k);
+        let (b, n, k) = (&self.b, self.b.n, self.b.k);
         let panels = n.div_ceil(NR);
         let (rb, cb) = (self.task / self.col_blocks, self.task % self.col_blocks);
         let rows = rb * MC..((rb + 1) * MC).min(self.m);
         let panel_range = cb * PANELS_PER_TASK..((cb + 1) * PANELS_PER_TASK).min(panels);
+        // Each row's start, found once per task.
+        let mut a_starts = [std::ptr::null::<f32>(); MC];
+        let mut c_starts = [std::ptr::null_mut::<f32>(); MC];
+        for (i, r) in rows.clone().enumerate() {
+            let a = (self.a_row)(r);
+            assert!(a.len() >= k, "gemm: row {r} of A holds {} of {k} values", a.len());
+            a_starts[i] = a.as_ptr();
+            c_starts[i] = (self.c_row)(r);
+        }
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             // The first K block overwrites the output, unless the output holds a residual to add to.
@@ -221,18 +254,18 @@ impl Task<'_> {
                 let panel = &b.panel(p)[k0 * NR..(k0 + kc) * NR];
                 let cols = NR.min(n - p * NR);
                 let bias = &b.bias[p * NR..p * NR + cols];
-                for r0 in rows.clone().step_by(MR) {
-                    let mr = MR.min(rows.end - r0);
-                    let mut a_rows = [a.as_ptr(); MR];
-                    let mut c_rows = [self.out.0; MR];
+                for i0 in (0..rows.len()).step_by(MR) {
+                    let mr = MR.min(rows.len() - i0);
+                    let mut a_rows = [std::ptr::null(); MR];
+                    let mut c_rows = [std::ptr::null_mut(); MR];
                     for i in 0..MR {
                         // Rows past the end repeat the last real row; the kernel does not store them.
-                        let r = r0 + i.min(mr - 1);
-                        // SAFETY: r < m; the assert in `gemm` bounds a and c, and this task alone
-                        // writes rows `rows` × columns of its panels.
+                        let r = i0 + i.min(mr - 1);
+                        // SAFETY: A's rows hold k values (asserted above); C's rows hold n values
+                        // that this task alone writes in its panels (the callers' contract).
                         unsafe {
-                            a_rows[i] = a.as_ptr().add(r * self.lda + k0);
-                            c_rows[i] = self.out.0.add(r * self.ldc + p * NR);
+                            a_rows[i] = a_starts[r].add(k0);
+                            c_rows[i] = c_starts[r].add(p * NR);
                         }
                     }
                     let tile = Tile {
@@ -472,6 +505,35 @@ mod speed {
                 s = s.min(t.elapsed().as_secs_f64());
             }
             eprintln!("{m}x{k}x{n} {epi:?}: {:.2} ms, {:.0} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
+        }
+    }
+}
+
+#[cfg(test)]
+mod hot_speed {
+    use super::*;
+
+    /// Not a test: one thread's GFLOP/s on operands that stay in cache, i.e. the micro-kernel's
+    /// own speed (compare with `gemm_speed`, whose operands come from memory).
+    /// `cargo test --release --lib gemm_hot_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn gemm_hot_speed() {
+        for (m, k, n) in [(48, 64, 128), (48, 512, 128), (256, 64, 256), (96, 1280, 320), (96, 640, 160), (96, 2304, 256)] {
+            let w = vec![0.25f32; n * k];
+            let b = PackedB::from_linear(&w, n, k, None);
+            let a = vec![0.5f32; m * k];
+            let mut c = vec![0.0f32; m * n];
+            let reps = 200_000_000 / (m * k * n);
+            let mut best = f64::MAX;
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    gemm_serial(&a, k, m, b.view(), &mut c, n, Epilogue::None);
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            eprintln!("hot {m}x{k}x{n}: {:.0} GFLOP/s", 2.0 * (m * k * n * reps) as f64 / best / 1e9);
         }
     }
 }

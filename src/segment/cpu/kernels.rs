@@ -284,6 +284,15 @@ impl SharedMut {
         // SAFETY: per the contract above.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
+
+    /// The element `offset` values in.
+    ///
+    /// # Safety
+    /// `offset` is in bounds.
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: per the contract above.
+        unsafe { self.0.add(offset) }
+    }
 }
 
 /// LayerNorm over the last dimension (`c` channels) of `rows` rows, in parallel.
