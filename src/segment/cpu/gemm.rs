@@ -4,8 +4,9 @@
 //! Why our own: every product in the model multiplies activations by a constant weight, so B can
 //! be packed once (16-column panels, k-major) and no packing buffer is needed per call; crates
 //! that pack per call allocate per call, and the hot path must not allocate. The 6×16 AVX2/FMA
-//! micro-kernel keeps 12 accumulators in registers; K is blocked so a B panel stays in L1 while
-//! A rows stream from L2. Work is split over the thread pool by (row block, column block).
+//! micro-kernel keeps 12 accumulators in registers; where the CPU has AVX-512, an 8×32 kernel
+//! (`gemm_pair`) takes two panels at once. K is blocked so a B panel stays in L1 while A rows
+//! stream from L2. Work is split over the thread pool by (row block, column block).
 //! Accumulation is plain float32 (no reduced precision), as parity with the reference demands.
 
 use super::kernels::SharedMut;
@@ -16,6 +17,8 @@ pub use crate::segment::ops::Epilogue;
 pub const NR: usize = 16;
 /// Rows per micro-kernel call.
 pub const MR: usize = 6;
+/// Rows per call of the two-panel kernel (AVX-512).
+pub const PAIR_MR: usize = 8;
 /// Depth of one K block: a panel of KC × NR floats (32 KiB) stays in L1.
 const KC: usize = 512;
 /// Rows per task: 8 micro-rows, an A block of MC × KC floats (96 KiB) stays in L2.
@@ -170,10 +173,26 @@ pub unsafe fn gemm_serial_rows<'a>(
     c_row: impl Fn(usize) -> *mut f32 + Copy,
     epi: Epilogue,
 ) {
+    // SAFETY: the caller's contract.
+    unsafe { gemm_serial_with(Kernels::select(), m, a_row, b, c_row, epi) }
+}
+
+/// [`gemm_serial_rows`] with the given micro-kernels.
+///
+/// # Safety
+/// As for [`gemm_serial_rows`]; and the CPU runs `kernels`.
+#[inline(always)]
+unsafe fn gemm_serial_with<'a>(
+    kernels: Kernels,
+    m: usize,
+    a_row: impl Fn(usize) -> &'a [f32] + Copy,
+    b: PackedRef,
+    c_row: impl Fn(usize) -> *mut f32 + Copy,
+    epi: Epilogue,
+) {
     let col_blocks = b.n.div_ceil(NR).div_ceil(PANELS_PER_TASK);
-    let kernel = select_kernel();
     for task in 0..m.div_ceil(MC) * col_blocks {
-        Task { a_row, m, b, c_row, epi, kernel, task, col_blocks }.run();
+        Task { a_row, m, b, c_row, epi, kernels, task, col_blocks }.run();
     }
 }
 
@@ -189,13 +208,13 @@ pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: 
     let panels = n.div_ceil(NR);
     let col_blocks = panels.div_ceil(PANELS_PER_TASK);
     let out = SharedMut(c.as_mut_ptr());
-    let kernel = select_kernel();
-    let wide = !std::ptr::fn_addr_eq(kernel, kernel_generic as Kernel);
+    let kernels = Kernels::select();
+    let wide = kernels.wide();
     let a_row = |r: usize| &a[r * lda..];
     // SAFETY: the assert bounds every row, and each task writes its own (rows, panels) block.
     let c_row = |r: usize| unsafe { out.at(r * ldc) };
     pool.for_each(row_blocks * col_blocks, &|task| {
-        let job = Task { a_row, m, b: b.view(), c_row, epi, kernel, task, col_blocks };
+        let job = Task { a_row, m, b: b.view(), c_row, epi, kernels, task, col_blocks };
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
@@ -221,7 +240,7 @@ struct Task<'a, A, C> {
     b: PackedRef<'a>,
     c_row: C,
     epi: Epilogue,
-    kernel: Kernel,
+    kernels: Kernels,
     task: usize,
     col_blocks: usize,
 }
@@ -250,93 +269,151 @@ impl<'r, A: Fn(usize) -> &'r [f32] + Copy, C: Fn(usize) -> *mut f32 + Copy> Task
             let overwrite = k0 == 0 && self.epi != Epilogue::AddToOutput;
             // The last K block finishes the values: bias and activation, in the same pass.
             let last = k0 + kc == k;
-            for p in panel_range.clone() {
-                let panel = &b.panel(p)[k0 * NR..(k0 + kc) * NR];
-                let cols = NR.min(n - p * NR);
-                let bias = &b.bias[p * NR..p * NR + cols];
-                for i0 in (0..rows.len()).step_by(MR) {
-                    let mr = MR.min(rows.len() - i0);
-                    let mut a_rows = [std::ptr::null(); MR];
-                    let mut c_rows = [std::ptr::null_mut(); MR];
-                    for i in 0..MR {
-                        // Rows past the end repeat the last real row; the kernel does not store them.
-                        let r = i0 + i.min(mr - 1);
-                        // SAFETY: A's rows hold k values (asserted above); C's rows hold n values
-                        // that this task alone writes in its panels (the callers' contract).
-                        unsafe {
-                            a_rows[i] = a_starts[r].add(k0);
-                            c_rows[i] = c_starts[r].add(p * NR);
-                        }
-                    }
-                    let tile = Tile {
-                        rows: c_rows,
-                        mr,
-                        cols,
-                        load: !overwrite,
-                        bias: (k0 == 0).then_some(bias),
-                        relu: last && self.epi == Epilogue::Relu,
-                        gelu: last && self.epi == Epilogue::Gelu,
-                    };
-                    (self.kernel)(&a_rows, panel, kc, &tile);
+            let mut p = panel_range.start;
+            while p < panel_range.end {
+                // Two whole panels at once where the CPU has the kernel for it.
+                let pair = self.kernels.pair.filter(|_| p + 1 < panel_range.end && (p + 2) * NR <= n);
+                let width = if pair.is_some() { 2 } else { 1 };
+                let cols = (width * NR).min(n - p * NR);
+                let how = Finish {
+                    cols,
+                    load: !overwrite,
+                    bias: (k0 == 0).then_some(&b.bias[p * NR..p * NR + cols]),
+                    relu: last && self.epi == Epilogue::Relu,
+                    gelu: last && self.epi == Epilogue::Gelu,
+                };
+                let panel = |p: usize| &b.panel(p)[k0 * NR..(k0 + kc) * NR];
+                let at = Placement { rows: rows.len(), a_starts: &a_starts, c_starts: &c_starts, k0, col0: p * NR };
+                match pair {
+                    Some(kernel) => at.tiles(how, |a, t| kernel(a, panel(p), panel(p + 1), kc, t)),
+                    None => at.tiles(how, |a, t| (self.kernels.one)(a, panel(p), kc, t)),
                 }
+                p += width;
             }
         }
     }
 }
 
-/// Where a micro-kernel puts its MR × NR block: output rows, how many are real, how many
-/// columns are real, and what to do on the way.
-pub struct Tile<'a> {
-    rows: [*mut f32; MR],
-    mr: usize,
-    cols: usize,
-    /// Start from the values already there (a residual, or an earlier K block).
-    load: bool,
-    /// Add the bias (on the first K block).
-    bias: Option<&'a [f32]>,
-    relu: bool,
-    /// GELU on the finished values, in registers (a pass over the stored tile costs several
-    /// times more: the products it follows are short).
-    gelu: bool,
+/// Where a task's tiles start: its rows' A and C pointers, the K block and the first column.
+struct Placement<'p> {
+    rows: usize,
+    a_starts: &'p [*const f32; MC],
+    c_starts: &'p [*mut f32; MC],
+    k0: usize,
+    col0: usize,
 }
 
-impl Tile<'_> {
+impl Placement<'_> {
+    /// Calls `kernel` on every block of R rows, finishing them as `how` says.
+    #[inline(always)]
+    fn tiles<const R: usize>(&self, how: Finish, kernel: impl Fn(&[*const f32; R], &Tile<R>)) {
+        for i0 in (0..self.rows).step_by(R) {
+            let mr = R.min(self.rows - i0);
+            let mut a_rows = [std::ptr::null(); R];
+            let mut c_rows = [std::ptr::null_mut(); R];
+            for i in 0..R {
+                // Rows past the end repeat the last real row; the kernel does not store them.
+                let r = i0 + i.min(mr - 1);
+                // SAFETY: A's rows hold k values (asserted in `Task::run`); C's rows hold n values
+                // that this task alone writes in its panels (the callers' contract).
+                unsafe {
+                    a_rows[i] = self.a_starts[r].add(self.k0);
+                    c_rows[i] = self.c_starts[r].add(self.col0);
+                }
+            }
+            let tile = Tile { rows: c_rows, mr, how };
+            kernel(&a_rows, &tile);
+        }
+    }
+}
+
+/// Where a micro-kernel puts its block of R rows: output rows, how many are real, and how to
+/// finish the values.
+pub struct Tile<'a, const R: usize> {
+    pub(super) rows: [*mut f32; R],
+    pub(super) mr: usize,
+    pub(super) how: Finish<'a>,
+}
+
+/// What a micro-kernel does on the way out, the same for every tile of a panel (or pair).
+#[derive(Clone, Copy)]
+pub struct Finish<'a> {
+    /// Real columns (fewer than the kernel's width in a ragged last panel).
+    pub(super) cols: usize,
+    /// Start from the values already there (a residual, or an earlier K block).
+    pub(super) load: bool,
+    /// Add the bias (on the first K block).
+    pub(super) bias: Option<&'a [f32]>,
+    pub(super) relu: bool,
+    /// GELU on the finished values, in registers (a pass over the stored tile costs several
+    /// times more: the products it follows are short).
+    pub(super) gelu: bool,
+}
+
+impl Tile<'_, MR> {
     /// Portable finish: `acc` is the product block; applies load/bias/relu and stores.
     fn store(&self, acc: &[[f32; NR]; MR]) {
         for i in 0..self.mr {
             // SAFETY: rows[i] points at `cols` writable values (see `Task::run`).
-            let dst = unsafe { std::slice::from_raw_parts_mut(self.rows[i], self.cols) };
+            let dst = unsafe { std::slice::from_raw_parts_mut(self.rows[i], self.how.cols) };
             for (j, d) in dst.iter_mut().enumerate() {
                 let mut v = acc[i][j];
-                if self.load {
+                if self.how.load {
                     v += *d;
                 }
-                if let Some(b) = self.bias {
+                if let Some(b) = self.how.bias {
                     v += b[j];
                 }
-                *d = if self.relu { v.max(0.0) } else { v };
+                *d = if self.how.relu { v.max(0.0) } else { v };
             }
-            if self.gelu {
+            if self.how.gelu {
                 super::kernels::gelu_in_place(dst);
             }
         }
     }
 }
 
-type Kernel = fn(&[*const f32; MR], &[f32], usize, &Tile);
+type Kernel = fn(&[*const f32; MR], &[f32], usize, &Tile<MR>);
+/// Two panels side by side: `PAIR_MR` rows × 2·NR columns.
+type PairKernel = fn(&[*const f32; PAIR_MR], &[f32], &[f32], usize, &Tile<PAIR_MR>);
 
-fn select_kernel() -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return kernel_avx2_entry;
-        }
+/// The micro-kernels a product uses: `one` for a single panel (and ragged ones), `pair` where
+/// the CPU has one (AVX-512: twice the columns per broadcast, so half the loads per multiply).
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    one: Kernel,
+    pair: Option<PairKernel>,
+}
+
+impl Kernels {
+    /// The fastest this CPU runs, found once.
+    fn select() -> Kernels {
+        static SELECTED: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    let pair = std::arch::is_x86_feature_detected!("avx512f")
+                        .then_some(super::gemm_pair::kernel_avx512_entry as PairKernel);
+                    return Kernels { one: kernel_avx2_entry, pair };
+                }
+            }
+            Kernels::portable()
+        })
     }
-    kernel_generic
+
+    fn portable() -> Kernels {
+        Kernels { one: kernel_generic, pair: None }
+    }
+
+    /// Whether the kernels need AVX2 and FMA, so the code around them may use them too.
+    fn wide(&self) -> bool {
+        !std::ptr::fn_addr_eq(self.one, kernel_generic as Kernel)
+    }
 }
 
 /// Portable micro-kernel: block[i][j] = Σ_kk a_i[kk] · panel[kk][j], then the tile's finish.
-fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile) {
+fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile<MR>) {
     let mut tile = [[0.0f32; NR]; MR];
     for kk in 0..kc {
         let b = &panel[kk * NR..kk * NR + NR];
@@ -352,14 +429,14 @@ fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile) {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn kernel_avx2_entry(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile) {
+fn kernel_avx2_entry(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile<MR>) {
     // SAFETY: selected only after checking the CPU has AVX2 and FMA.
     unsafe { kernel_avx2(a, panel, kc, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile) {
+unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile<MR>) {
     use std::arch::x86_64::*;
     debug_assert!(panel.len() >= kc * NR);
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
@@ -382,7 +459,7 @@ unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile
             }
         }
     }
-    if out.cols < NR {
+    if out.how.cols < NR {
         // A ragged last panel: finish through the portable path.
         let mut tile = [[0.0f32; NR]; MR];
         for i in 0..MR {
@@ -397,7 +474,7 @@ unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile
     }
     // SAFETY: every row pointer has NR writable floats (full panel), bias has NR values.
     unsafe {
-        let (bias0, bias1) = match out.bias {
+        let (bias0, bias1) = match out.how.bias {
             Some(bv) => (_mm256_loadu_ps(bv.as_ptr()), _mm256_loadu_ps(bv.as_ptr().add(8))),
             None => (_mm256_setzero_ps(), _mm256_setzero_ps()),
         };
@@ -405,15 +482,15 @@ unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile
         for i in 0..out.mr {
             let row = out.rows[i];
             let (mut v0, mut v1) = (_mm256_add_ps(acc[i][0], bias0), _mm256_add_ps(acc[i][1], bias1));
-            if out.load {
+            if out.how.load {
                 v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
                 v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
             }
-            if out.relu {
+            if out.how.relu {
                 v0 = _mm256_max_ps(v0, zero);
                 v1 = _mm256_max_ps(v1, zero);
             }
-            if out.gelu {
+            if out.how.gelu {
                 v0 = super::kernels::gelu8(v0);
                 v1 = super::kernels::gelu8(v1);
             }
@@ -463,6 +540,48 @@ mod tests {
             let mut residual = vec![1.0; m * n];
             gemm(&pool, &a, k, m, &packed, &mut residual, n, Epilogue::AddToOutput);
             assert!(residual.iter().zip(&c).all(|(r, c)| (r - (c + 1.0)).abs() <= 1e-4 * (1.0 + c.abs())));
+        }
+    }
+
+    /// Every micro-kernel this CPU runs agrees: the wide ones bit for bit (the same FMAs in the
+    /// same order), the portable one within rounding; on shapes with ragged rows, ragged panels
+    /// and odd panel counts, for every epilogue.
+    #[test]
+    fn every_kernel_gives_the_same_values() {
+        let selected = Kernels::select();
+        let mut wide = Vec::new();
+        if selected.wide() {
+            wide.push(Kernels { pair: None, ..selected });
+        }
+        if selected.pair.is_some() {
+            wide.push(selected);
+        } else {
+            eprintln!("this CPU has no AVX-512: the pair kernel is not tested here");
+        }
+        for (m, k, n) in [(1, 3, 16), (13, 70, 48), (50, 600, 40), (7, 9, 100), (97, 64, 256)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 13) as f32 * 0.1 - 0.6).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729) % 17) as f32 * 0.05 - 0.4).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+            let packed = PackedB::from_linear(&w, n, k, Some(&bias));
+            for epi in [Epilogue::None, Epilogue::Gelu, Epilogue::Relu, Epilogue::AddToOutput] {
+                let run = |kernels: Kernels| {
+                    let mut c = vec![0.5; m * n];
+                    let out = SharedMut(c.as_mut_ptr());
+                    // SAFETY: c holds m × n values; the CPU runs `kernels` (selected for it).
+                    unsafe { gemm_serial_with(kernels, m, |r| &a[r * k..], packed.view(), |r| out.at(r * n), epi) };
+                    c
+                };
+                let portable = run(Kernels::portable());
+                let wide: Vec<Vec<f32>> = wide.iter().map(|&kernels| run(kernels)).collect();
+                for c in &wide {
+                    let close = c.iter().zip(&portable).all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+                    assert!(close, "{m}x{k}x{n} {epi:?}: a wide kernel disagrees with the portable one");
+                }
+                for pair in wide.windows(2) {
+                    let same = pair[0].iter().zip(&pair[1]).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{m}x{k}x{n} {epi:?}: the AVX-512 and AVX2 kernels differ");
+                }
+            }
         }
     }
 }

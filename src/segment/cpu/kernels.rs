@@ -145,6 +145,29 @@ pub(crate) fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     _mm256_mul_ps(_mm256_mul_ps(x, set(0.5)), _mm256_add_ps(erf, set(1.0)))
 }
 
+/// GELU of 16 lanes with AVX-512: [`gelu8`]'s operations, lane for lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn gelu16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let set = _mm512_set1_ps;
+    let z = _mm512_mul_ps(x, set(std::f32::consts::FRAC_1_SQRT_2));
+    let z = _mm512_min_ps(_mm512_max_ps(z, set(-4.0)), set(4.0));
+    let z2 = _mm512_mul_ps(z, z);
+    let mut p = set(ERF_NUM[0]);
+    for c in &ERF_NUM[1..] {
+        p = _mm512_fmadd_ps(p, z2, set(*c));
+    }
+    let mut q = set(ERF_DEN[0]);
+    for c in &ERF_DEN[1..] {
+        q = _mm512_fmadd_ps(q, z2, set(*c));
+    }
+    let erf = _mm512_div_ps(_mm512_mul_ps(z, p), q);
+    let erf = _mm512_min_ps(_mm512_max_ps(erf, set(-1.0)), set(1.0));
+    _mm512_mul_ps(_mm512_mul_ps(x, set(0.5)), _mm512_add_ps(erf, set(1.0)))
+}
+
 /// `x = gelu(x + residual)` (residual optional), 8 lanes at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod gemm;
+mod gemm_pair;
 pub mod kernels;
 pub mod mbconv;
 pub mod ops;
