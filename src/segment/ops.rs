@@ -130,6 +130,19 @@ pub trait Ops {
         conv3: &Self::Linear,
         out: Buf,
     );
+    /// TinyViT's MLP with its residual, in one op so an engine can keep the 4C-wide hidden layer
+    /// out of memory: `x += fc2(gelu(fc1(layer_norm(x))))` over `rows` rows, in place.
+    #[allow(clippy::too_many_arguments)]
+    fn mlp(
+        &mut self,
+        x: Buf,
+        rows: usize,
+        gamma: &Self::Vector,
+        beta: &Self::Vector,
+        eps: f32,
+        fc1: &Self::Linear,
+        fc2: &Self::Linear,
+    );
     /// `x += other`.
     fn add(&mut self, x: Buf, other: Buf);
     /// `out = a + b`.

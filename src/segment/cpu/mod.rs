@@ -5,5 +5,6 @@ pub mod gemm;
 mod gemm_pair;
 pub mod kernels;
 pub mod mbconv;
+pub mod mlp;
 pub mod ops;
 pub mod pool;

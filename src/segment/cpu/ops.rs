@@ -7,12 +7,13 @@ use super::attention::{dense_attention, window_attention};
 use super::gemm::{self, PackedB};
 use super::kernels::{self, DepthwiseArgs, SharedMut};
 use super::mbconv::{self, MbConvArgs};
+use super::mlp::{self, MlpArgs};
 use super::pool::ThreadPool;
 use crate::segment::ops::{Buf, Epilogue, Ops, WindowGeometry};
 
 /// Scratch floats per thread: the fused MBConv's three hidden rows and one depthwise row at
-/// 256 × 256 × 256 (262 144) is the largest need; window attention needs 66 448, dense attention
-/// over 4096 keys 4096.
+/// 256 × 256 × 256 (262 144) is the largest need; the fused MLP needs 76 800 at 320 channels,
+/// window attention 66 448, dense attention over 4096 keys 4096.
 const SCRATCH_PER_THREAD: usize = 4 * 256 * 256;
 
 pub struct CpuOps {
@@ -218,6 +219,22 @@ impl Ops for CpuOps {
         let ([input], o, pool, scratch) = self.io([x], out);
         let args = MbConvArgs { x: input, height, width, conv1, taps: &dw.taps, dw_bias: &dw.bias, conv3 };
         mbconv::mbconv(pool, &args, o, scratch);
+        self.end(OpKind::Linear, started);
+    }
+
+    fn mlp(
+        &mut self,
+        x: Buf,
+        rows: usize,
+        gamma: &Vec<f32>,
+        beta: &Vec<f32>,
+        eps: f32,
+        fc1: &PackedB,
+        fc2: &PackedB,
+    ) {
+        let started = self.begin();
+        let ([], o, pool, scratch) = self.io([], x);
+        mlp::mlp(pool, &MlpArgs { rows, gamma, beta, eps, fc1, fc2 }, o, scratch);
         self.end(OpKind::Linear, started);
     }
 

@@ -243,7 +243,7 @@ impl<O: Ops> Encoder<O> {
 
     /// One TinyViT block from `x` into `y` (`x` is overwritten on the way).
     fn block(&self, ops: &mut O, b: &Block<O>, x: Buf, y: Buf) {
-        let (big1, big2) = (self.big1, self.big2);
+        let big1 = self.big1;
         let g = &b.geometry;
         let c = g.heads * g.head_dim;
         let n = g.height * g.width;
@@ -257,9 +257,7 @@ impl<O: Ops> Encoder<O> {
         ops.linear(y.prefix(n * c), n, &b.proj, x, Epilogue::AddToOutput);
         // The local depthwise conv has no residual and no activation.
         ops.depthwise(x, g.height, g.width, c, 1, &b.local, false, y.prefix(n * c));
-        ops.layer_norm(y.prefix(n * c), n, &b.mlp_norm.0, &b.mlp_norm.1, LN_EPS, big2.prefix(n * c));
-        ops.linear(big2.prefix(n * c), n, &b.fc1, big1.prefix(n * 4 * c), Epilogue::Gelu);
-        ops.linear(big1.prefix(n * 4 * c), n, &b.fc2, y.prefix(n * c), Epilogue::AddToOutput);
+        ops.mlp(y.prefix(n * c), n, &b.mlp_norm.0, &b.mlp_norm.1, LN_EPS, &b.fc1, &b.fc2);
     }
 }
 
