@@ -191,7 +191,7 @@ fn gelu_slice_avx2(x: &mut [f32], residual: Option<&[f32]>) {
     }
 }
 
-fn has_avx2_fma() -> bool {
+pub(crate) fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
