@@ -374,68 +374,6 @@ pub fn gelu_par(pool: &ThreadPool, x: &mut [f32]) {
     });
 }
 
-/// Depthwise 3×3 convolution, padding 1, in token layout (H × W × C), stride 1 or 2, with bias
-/// and an optional GELU. `taps` is the weight reordered tap-major: `taps[(dy * 3 + dx) * C + c]`.
-pub struct DepthwiseArgs<'a> {
-    pub input: &'a [f32],
-    pub height: usize,
-    pub width: usize,
-    pub channels: usize,
-    pub stride: usize,
-    pub taps: &'a [f32],
-    pub bias: &'a [f32],
-    pub gelu: bool,
-}
-
-impl DepthwiseArgs<'_> {
-    pub fn out_size(&self) -> (usize, usize) {
-        ((self.height + 2 - 3) / self.stride + 1, (self.width + 2 - 3) / self.stride + 1)
-    }
-}
-
-multiversion! {
-    fn depthwise_row(a: &DepthwiseArgs, oy: usize, out_row: &mut [f32]) {
-        let (c, s) = (a.channels, a.stride);
-        let (_, ow) = a.out_size();
-        for ox in 0..ow {
-            let o = &mut out_row[ox * c..(ox + 1) * c];
-            o.copy_from_slice(a.bias);
-            for dy in 0..3 {
-                let iy = (oy * s + dy) as isize - 1;
-                if iy < 0 || iy >= a.height as isize {
-                    continue;
-                }
-                for dx in 0..3 {
-                    let ix = (ox * s + dx) as isize - 1;
-                    if ix < 0 || ix >= a.width as isize {
-                        continue;
-                    }
-                    let start = (iy as usize * a.width + ix as usize) * c;
-                    let inp = &a.input[start..start + c];
-                    let w = &a.taps[(dy * 3 + dx) * c..(dy * 3 + dx + 1) * c];
-                    for ((o, i), w) in o.iter_mut().zip(inp).zip(w) {
-                        *o += i * w;
-                    }
-                }
-            }
-            if a.gelu {
-                gelu_in_place(o);
-            }
-        }
-    }
-}
-
-pub fn depthwise3x3(pool: &ThreadPool, a: &DepthwiseArgs, out: &mut [f32]) {
-    let (oh, ow) = a.out_size();
-    let row = ow * a.channels;
-    assert!(out.len() >= oh * row && a.input.len() >= a.height * a.width * a.channels);
-    let o = SharedMut(out.as_mut_ptr());
-    pool.for_each(oh, &|oy| {
-        // SAFETY: task oy writes output row oy only.
-        depthwise_row(a, oy, unsafe { o.rows(oy * row, row) });
-    });
-}
-
 /// Softmax of one row, in place; inlined into the kernels that call it.
 #[inline(always)]
 pub(crate) fn softmax_row(x: &mut [f32]) {
@@ -568,47 +506,6 @@ mod tests {
         for row in out.chunks(5) {
             for (g, w) in row.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-6);
-            }
-        }
-    }
-
-    #[test]
-    fn depthwise_matches_direct_sums_at_both_strides() {
-        let pool = ThreadPool::new(2).unwrap();
-        let (h, w, c) = (5, 4, 3);
-        let input: Vec<f32> = (0..h * w * c).map(|i| (i % 7) as f32 - 3.0).collect();
-        let taps: Vec<f32> = (0..9 * c).map(|i| (i % 5) as f32 * 0.25).collect();
-        let bias = [0.5, -0.5, 1.0];
-        for stride in [1, 2] {
-            let a = DepthwiseArgs {
-                input: &input,
-                height: h,
-                width: w,
-                channels: c,
-                stride,
-                taps: &taps,
-                bias: &bias,
-                gelu: false,
-            };
-            let (oh, ow) = a.out_size();
-            let mut out = vec![0.0; oh * ow * c];
-            depthwise3x3(&pool, &a, &mut out);
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    for ch in 0..c {
-                        let mut want = bias[ch];
-                        for dy in 0..3 {
-                            for dx in 0..3 {
-                                let (iy, ix) = ((oy * stride + dy) as isize - 1, (ox * stride + dx) as isize - 1);
-                                if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
-                                    want +=
-                                        input[(iy as usize * w + ix as usize) * c + ch] * taps[(dy * 3 + dx) * c + ch];
-                                }
-                            }
-                        }
-                        assert!((out[(oy * ow + ox) * c + ch] - want).abs() < 1e-5);
-                    }
-                }
             }
         }
     }

@@ -7,8 +7,9 @@
 //! depthwise output in its scratch: the hidden layers never leave the cache. A band recomputes the
 //! two hidden rows at its edges (8 bands: ~6 % more conv1 work).
 
+use super::depthwise::depthwise_pixel;
 use super::gemm::{Epilogue, PackedB, gemm_serial};
-use super::kernels::{SharedMut, WideJob, add_gelu_in_place, gelu_in_place, has_avx2_fma, run_wide};
+use super::kernels::{SharedMut, WideJob, add_gelu_in_place, run_wide};
 use super::pool::ThreadPool;
 
 /// Rows of the image one task walks.
@@ -103,84 +104,15 @@ impl WideJob for Band<'_> {
 /// around it (None: outside the image).
 #[inline(always)]
 fn depthwise_row(rows: &[Option<&[f32]>; 3], width: usize, c: usize, taps: &[f32], bias: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if c % DW_CHUNK == 0 && has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { depthwise_row_avx2(rows, width, c, taps, bias, out) };
-    }
-    depthwise_row_portable(rows, width, c, taps, bias, out)
-}
-
-/// Channels the AVX2 row takes at once: four registers of accumulators.
-const DW_CHUNK: usize = 32;
-
-/// [`depthwise_row`] with the sums in registers: per pixel and 32 channels, the nine taps
-/// accumulate in four registers and GELU runs on them before the one store. (The portable form
-/// loads and stores the output once per tap, and its memory traffic, not its arithmetic, set
-/// its pace: a quarter of the whole MBConv's time.) The same sums in the same order, each
-/// product added by a fused multiply-add.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn depthwise_row_avx2(rows: &[Option<&[f32]>; 3], width: usize, c: usize, taps: &[f32], bias: &[f32], out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    assert!(taps.len() >= 9 * c && bias.len() >= c && out.len() >= width * c);
-    assert!(rows.iter().flatten().all(|r| r.len() >= width * c), "depthwise rows");
-    for x in 0..width {
-        // The taps inside the image for this column: dx in dx_range.
-        let dx_range = usize::from(x == 0)..if x + 1 == width { 2 } else { 3 };
-        for ch in (0..c).step_by(DW_CHUNK) {
-            // SAFETY: ch + 32 <= c; every row holds width × c values and x + dx − 1 < width.
-            unsafe {
-                let mut acc = [0; 4].map(|_| _mm256_setzero_ps());
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_loadu_ps(bias.as_ptr().add(ch + 8 * j));
-                }
-                for (dy, row) in rows.iter().enumerate() {
-                    let Some(row) = row else { continue };
-                    for dx in dx_range.clone() {
-                        let inp = row.as_ptr().add((x + dx - 1) * c + ch);
-                        let t = taps.as_ptr().add((dy * 3 + dx) * c + ch);
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            *a = _mm256_fmadd_ps(_mm256_loadu_ps(inp.add(8 * j)), _mm256_loadu_ps(t.add(8 * j)), *a);
-                        }
-                    }
-                }
-                let o = out.as_mut_ptr().add(x * c + ch);
-                for (j, a) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(o.add(8 * j), super::kernels::gelu8(*a));
-                }
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn depthwise_row_portable(rows: &[Option<&[f32]>; 3], width: usize, c: usize, taps: &[f32], bias: &[f32], out: &mut [f32]) {
-    for x in 0..width {
-        let o = &mut out[x * c..(x + 1) * c];
-        o.copy_from_slice(bias);
-        for (dy, row) in rows.iter().enumerate() {
-            let Some(row) = row else { continue };
-            for dx in 0..3 {
-                let ix = x as isize + dx as isize - 1;
-                if ix < 0 || ix >= width as isize {
-                    continue;
-                }
-                let inp = &row[ix as usize * c..(ix as usize + 1) * c];
-                let t = &taps[(dy * 3 + dx) * c..(dy * 3 + dx + 1) * c];
-                for ((o, i), t) in o.iter_mut().zip(inp).zip(t) {
-                    *o += i * t;
-                }
-            }
-        }
-        gelu_in_place(o);
+    for (x, o) in out[..width * c].chunks_exact_mut(c).enumerate() {
+        depthwise_pixel(rows, x as isize - 1, width, taps, bias, true, o);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::cpu::kernels::{self, DepthwiseArgs};
+    use crate::segment::cpu::depthwise::{DepthwiseArgs, depthwise3x3};
 
     struct Case {
         x: Vec<f32>,
@@ -218,10 +150,10 @@ mod tests {
             bias: &k.bias,
             gelu: true,
         };
-        kernels::depthwise3x3(pool, &args, &mut h2);
+        depthwise3x3(pool, &args, &mut h2);
         let mut out = k.x.clone();
         crate::segment::cpu::gemm::gemm(pool, &h2, hidden, h * w, &k.conv3, &mut out, c, Epilogue::AddToOutput);
-        kernels::gelu_in_place(&mut out);
+        crate::segment::cpu::kernels::gelu_in_place(&mut out);
         out
     }
 

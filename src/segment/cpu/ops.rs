@@ -4,8 +4,9 @@
 //! slices with [`CpuOps::io`], which checks that what it writes overlaps nothing it reads.
 
 use super::attention::{dense_attention, window_attention};
+use super::depthwise::{DepthwiseArgs, depthwise3x3};
 use super::gemm::{self, PackedB};
-use super::kernels::{self, DepthwiseArgs, SharedMut};
+use super::kernels::{self, SharedMut};
 use super::mbconv::{self, MbConvArgs};
 use super::mlp::{self, MlpArgs};
 use super::pool::ThreadPool;
@@ -201,7 +202,7 @@ impl Ops for CpuOps {
         let started = self.begin();
         let ([input], o, pool, _) = self.io([x], out);
         let args = DepthwiseArgs { input, height, width, channels, stride, taps: &k.taps, bias: &k.bias, gelu };
-        kernels::depthwise3x3(pool, &args, o);
+        depthwise3x3(pool, &args, o);
         self.end(OpKind::Depthwise, started);
     }
 
@@ -222,16 +223,7 @@ impl Ops for CpuOps {
         self.end(OpKind::Linear, started);
     }
 
-    fn mlp(
-        &mut self,
-        x: Buf,
-        rows: usize,
-        gamma: &Vec<f32>,
-        beta: &Vec<f32>,
-        eps: f32,
-        fc1: &PackedB,
-        fc2: &PackedB,
-    ) {
+    fn mlp(&mut self, x: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32, fc1: &PackedB, fc2: &PackedB) {
         let started = self.begin();
         let ([], o, pool, scratch) = self.io([], x);
         mlp::mlp(pool, &MlpArgs { rows, gamma, beta, eps, fc1, fc2 }, o, scratch);
