@@ -386,43 +386,58 @@ pub(crate) fn softmax_row(x: &mut [f32]) {
 }
 
 /// Softmax with explicit 8-lane steps: the compiler does not vectorise a float max (NaN rules)
-/// nor, reliably, the exponential, and attention spends a fifth of its time here.
+/// nor, reliably, the exponential, and attention spends a fifth of its time here. The last,
+/// partial step is masked (rows of 7 or 49 scores are common: the decoder's prompt tokens, 7 × 7
+/// windows), so no value takes the scalar path.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn softmax_row_avx2(x: &mut [f32]) {
     use std::arch::x86_64::*;
     let (n, body) = (x.len(), x.len() / 8 * 8);
+    if n == 0 {
+        return;
+    }
     let p = x.as_mut_ptr();
-    // SAFETY (all loads and stores below): i + 8 <= body <= n.
-    let mut max8 = _mm256_set1_ps(f32::NEG_INFINITY);
+    // Lanes of the last step inside the row: lane i is in when i < n − body.
+    let tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - body) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    let tail_ps = _mm256_castsi256_ps(tail);
+    let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+    // SAFETY (all loads and stores below): i + 8 <= body <= n; the masked ones touch only the
+    // lanes below n.
+    let mut max8 = neg_inf;
     for i in (0..body).step_by(8) {
         max8 = _mm256_max_ps(max8, unsafe { _mm256_loadu_ps(p.add(i)) });
     }
+    if body < n {
+        let last = unsafe { _mm256_maskload_ps(p.add(body), tail) };
+        max8 = _mm256_max_ps(max8, _mm256_blendv_ps(neg_inf, last, tail_ps));
+    }
     let mut lanes = [0.0f32; 8];
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), max8) };
-    let max = x[body..].iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let (max8, mut sum8) = (_mm256_set1_ps(max), _mm256_setzero_ps());
     for i in (0..body).step_by(8) {
         let e = exp8_neg(_mm256_sub_ps(unsafe { _mm256_loadu_ps(p.add(i)) }, max8));
         sum8 = _mm256_add_ps(sum8, e);
         unsafe { _mm256_storeu_ps(p.add(i), e) };
     }
-    let mut rest = 0.0;
-    for v in &mut x[body..] {
-        *v = exp_neg(*v - max);
-        rest += *v;
+    if body < n {
+        let last = unsafe { _mm256_maskload_ps(p.add(body), tail) };
+        // Lanes past the row are zeroed so they add nothing.
+        let e = _mm256_and_ps(exp8_neg(_mm256_sub_ps(last, max8)), tail_ps);
+        sum8 = _mm256_add_ps(sum8, e);
+        unsafe { _mm256_maskstore_ps(p.add(body), tail, e) };
     }
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum8) };
     // The same order as `sum8`.
     let a = lanes;
-    let inv = 1.0 / (((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + rest);
-    let inv8 = _mm256_set1_ps(inv);
+    let inv8 = _mm256_set1_ps(1.0 / (((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))));
     for i in (0..body).step_by(8) {
         unsafe { _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), inv8)) };
     }
-    for v in &mut x[body..n] {
-        *v *= inv;
+    if body < n {
+        unsafe { _mm256_maskstore_ps(p.add(body), tail, _mm256_mul_ps(_mm256_maskload_ps(p.add(body), tail), inv8)) };
     }
 }
 
@@ -516,6 +531,24 @@ mod tests {
         softmax_row(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!((x[2] / x[1] - std::f32::consts::E).abs() < 1e-5);
+    }
+
+    /// Every row length around the 8-lane steps (whole, partial, shorter than one), against a
+    /// float64 softmax, and nothing past the row is touched.
+    #[test]
+    fn softmax_matches_float64_at_every_length() {
+        for n in (1..=26).chain([49, 196]) {
+            let mut buf: Vec<f32> = (0..n + 8).map(|i| ((i * 37) % 23) as f32 * 0.7 - 8.0).collect();
+            let original = buf.clone();
+            softmax_row(&mut buf[..n]);
+            let max = original[..n].iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let sum: f64 = original[..n].iter().map(|&v| (v as f64 - max).exp()).sum();
+            for (i, (&got, &v)) in buf[..n].iter().zip(&original).enumerate() {
+                let want = (v as f64 - max).exp() / sum;
+                assert!((got as f64 - want).abs() <= 1e-6 * want.max(1e-3), "n {n}, element {i}: {got} vs {want}");
+            }
+            assert_eq!(buf[n..], original[n..], "n {n}: values past the row changed");
+        }
     }
 }
 
