@@ -29,6 +29,8 @@ pub struct CpuOps {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
     Linear,
+    MbConv,
+    Mlp,
     LayerNorm,
     Depthwise,
     Elementwise,
@@ -38,8 +40,10 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 7] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::Linear,
+        OpKind::MbConv,
+        OpKind::Mlp,
         OpKind::LayerNorm,
         OpKind::Depthwise,
         OpKind::Elementwise,
@@ -51,6 +55,8 @@ impl OpKind {
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Linear => "matrix products (linear, 1x1/3x3 conv)",
+            OpKind::MbConv => "MBConv, fused (1x1, depthwise, 1x1, GELUs)",
+            OpKind::Mlp => "MLP, fused (norm, fc1, GELU, fc2)",
             OpKind::LayerNorm => "layer norm",
             OpKind::Depthwise => "depthwise 3x3 conv",
             OpKind::Elementwise => "element-wise (GELU, adds)",
@@ -64,8 +70,8 @@ impl OpKind {
 /// Accumulated time (ns) and calls per [`OpKind`].
 #[derive(Debug, Clone, Default)]
 pub struct OpProfile {
-    pub ns: [u64; 7],
-    pub calls: [u64; 7],
+    pub ns: [u64; 9],
+    pub calls: [u64; 9],
 }
 
 pub struct DepthwiseKernel {
@@ -220,14 +226,14 @@ impl Ops for CpuOps {
         let ([input], o, pool, scratch) = self.io([x], out);
         let args = MbConvArgs { x: input, height, width, conv1, taps: &dw.taps, dw_bias: &dw.bias, conv3 };
         mbconv::mbconv(pool, &args, o, scratch);
-        self.end(OpKind::Linear, started);
+        self.end(OpKind::MbConv, started);
     }
 
     fn mlp(&mut self, x: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32, fc1: &PackedB, fc2: &PackedB) {
         let started = self.begin();
         let ([], o, pool, scratch) = self.io([], x);
         mlp::mlp(pool, &MlpArgs { rows, gamma, beta, eps, fc1, fc2 }, o, scratch);
-        self.end(OpKind::Linear, started);
+        self.end(OpKind::Mlp, started);
     }
 
     fn gelu(&mut self, x: Buf) {
