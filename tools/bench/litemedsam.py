@@ -290,9 +290,9 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=5, help="untimed warm-up frames per engine (default 5)")
     ap.add_argument("--case", default=DEFAULT_CASE, help=f"fixture case used as input (default {DEFAULT_CASE})")
     ap.add_argument("--sonoflow", metavar="CMD", help="command timing sonoflow's engine (see above)")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=10,
                     help="with --sonoflow: run its command this many times, each after a share of the "
-                         "other engines' timed frames (default 3)")
+                         "other engines' timed frames (default 10)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.frames < 1 or args.warmup < 0 or args.rounds < 1:
