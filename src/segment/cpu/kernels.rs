@@ -122,51 +122,45 @@ pub(crate) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// GELU of 8 lanes with AVX2/FMA: the same formula as [`gelu`] (the polynomials fused).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    let set = _mm256_set1_ps;
-    let z = _mm256_mul_ps(x, set(std::f32::consts::FRAC_1_SQRT_2));
-    let z = _mm256_min_ps(_mm256_max_ps(z, set(-4.0)), set(4.0));
-    let z2 = _mm256_mul_ps(z, z);
-    let mut p = set(ERF_NUM[0]);
-    for c in &ERF_NUM[1..] {
-        p = _mm256_fmadd_ps(p, z2, set(*c));
-    }
-    let mut q = set(ERF_DEN[0]);
-    for c in &ERF_DEN[1..] {
-        q = _mm256_fmadd_ps(q, z2, set(*c));
-    }
-    let erf = _mm256_div_ps(_mm256_mul_ps(z, p), q);
-    let erf = _mm256_min_ps(_mm256_max_ps(erf, set(-1.0)), set(1.0));
-    _mm256_mul_ps(_mm256_mul_ps(x, set(0.5)), _mm256_add_ps(erf, set(1.0)))
+/// A vector GELU: [`gelu`]'s formula (the polynomials fused) written once for each register
+/// width, so the AVX2 and AVX-512 kernels compute the same values lane for lane.
+macro_rules! vector_gelu {
+    ($(#[$doc:meta])* $name:ident, $feature:literal, $v:ident, $set:ident, $mul:ident, $add:ident, $div:ident,
+     $min:ident, $max:ident, $fmadd:ident) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        #[inline]
+        pub(crate) fn $name(x: std::arch::x86_64::$v) -> std::arch::x86_64::$v {
+            use std::arch::x86_64::*;
+            let z = $mul(x, $set(std::f32::consts::FRAC_1_SQRT_2));
+            let z = $min($max(z, $set(-4.0)), $set(4.0));
+            let z2 = $mul(z, z);
+            let mut p = $set(ERF_NUM[0]);
+            for c in &ERF_NUM[1..] {
+                p = $fmadd(p, z2, $set(*c));
+            }
+            let mut q = $set(ERF_DEN[0]);
+            for c in &ERF_DEN[1..] {
+                q = $fmadd(q, z2, $set(*c));
+            }
+            let erf = $div($mul(z, p), q);
+            let erf = $min($max(erf, $set(-1.0)), $set(1.0));
+            $mul($mul(x, $set(0.5)), $add(erf, $set(1.0)))
+        }
+    };
 }
 
-/// GELU of 16 lanes with AVX-512: [`gelu8`]'s operations, lane for lane.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-pub(crate) fn gelu16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
-    use std::arch::x86_64::*;
-    let set = _mm512_set1_ps;
-    let z = _mm512_mul_ps(x, set(std::f32::consts::FRAC_1_SQRT_2));
-    let z = _mm512_min_ps(_mm512_max_ps(z, set(-4.0)), set(4.0));
-    let z2 = _mm512_mul_ps(z, z);
-    let mut p = set(ERF_NUM[0]);
-    for c in &ERF_NUM[1..] {
-        p = _mm512_fmadd_ps(p, z2, set(*c));
-    }
-    let mut q = set(ERF_DEN[0]);
-    for c in &ERF_DEN[1..] {
-        q = _mm512_fmadd_ps(q, z2, set(*c));
-    }
-    let erf = _mm512_div_ps(_mm512_mul_ps(z, p), q);
-    let erf = _mm512_min_ps(_mm512_max_ps(erf, set(-1.0)), set(1.0));
-    _mm512_mul_ps(_mm512_mul_ps(x, set(0.5)), _mm512_add_ps(erf, set(1.0)))
-}
+vector_gelu!(
+    /// GELU of 8 lanes with AVX2/FMA.
+    gelu8, "avx2,fma", __m256, _mm256_set1_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_div_ps, _mm256_min_ps,
+    _mm256_max_ps, _mm256_fmadd_ps
+);
+vector_gelu!(
+    /// GELU of 16 lanes with AVX-512.
+    gelu16, "avx512f", __m512, _mm512_set1_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_div_ps, _mm512_min_ps,
+    _mm512_max_ps, _mm512_fmadd_ps
+);
 
 /// `x = gelu(x + residual)` (residual optional), 8 lanes at a time.
 #[cfg(target_arch = "x86_64")]
