@@ -141,6 +141,12 @@ pub fn pack_columns_into<'a, 'c>(
             let j = p * NR + lane;
             if j < n { &column(j)[..k] } else { &zeros }
         });
+        #[cfg(target_arch = "x86_64")]
+        if k % 8 == 0 && columns.iter().all(|c| c.len() == k) && super::kernels::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2; every column holds k values, k a multiple of 8.
+            unsafe { transpose_panel_avx2(&columns, k, scale, panel) };
+            continue;
+        }
         for (kk, out) in panel.chunks_exact_mut(NR).enumerate() {
             for (o, c) in out.iter_mut().zip(&columns) {
                 *o = c.get(kk).map_or(0.0, |v| scale * v);
@@ -148,6 +154,58 @@ pub fn pack_columns_into<'a, 'c>(
         }
     }
     PackedRef { k, n, panels: dst, bias: &bias[..n] }
+}
+
+/// One panel of [`pack_columns_into`] in 8 × 8 blocks: eight loads, a register transpose and
+/// eight contiguous stores per 64 values (the scalar form takes 64 loads and 64 stores).
+///
+/// # Safety
+/// The CPU has AVX2; every column holds k values and k is a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_panel_avx2(columns: &[&[f32]; NR], k: usize, scale: f32, panel: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(panel.len() >= k * NR);
+    let scale8 = _mm256_set1_ps(scale);
+    for half in 0..NR / 8 {
+        for kk in (0..k).step_by(8) {
+            // SAFETY: kk + 8 <= k for every column (the caller's contract); stores stay in panel.
+            unsafe {
+                let r: [__m256; 8] = std::array::from_fn(|l| _mm256_loadu_ps(columns[half * 8 + l].as_ptr().add(kk)));
+                // Interleave pairs, then quads, then the 128-bit halves: row i of the result
+                // holds element kk + i of columns half·8 .. half·8 + 8.
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let rows = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (i, row) in rows.iter().enumerate() {
+                    _mm256_storeu_ps(panel.as_mut_ptr().add((kk + i) * NR + half * 8), _mm256_mul_ps(*row, scale8));
+                }
+            }
+        }
+    }
 }
 
 /// Like [`gemm`] on the calling thread only: for small products inside a task that is already
@@ -540,6 +598,30 @@ mod tests {
             let mut residual = vec![1.0; m * n];
             gemm(&pool, &a, k, m, &packed, &mut residual, n, Epilogue::AddToOutput);
             assert!(residual.iter().zip(&c).all(|(r, c)| (r - (c + 1.0)).abs() <= 1e-4 * (1.0 + c.abs())));
+        }
+    }
+
+    /// Packing by columns puts `scale` · B[kk][j] at panel j / NR, row kk, lane j % NR, and zero
+    /// past n: at depths that take the 8 × 8 transpose (multiples of 8) and that do not, with
+    /// ragged and whole last panels.
+    #[test]
+    fn packing_by_columns_transposes_and_scales() {
+        for (k, n) in [(32, 64), (16, 40), (8, 16), (12, 20), (3, 5)] {
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 31) % 19) as f32 - 9.0).collect();
+            // Column j of B is row j of bᵀ.
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let bias = vec![0.0; n];
+            let mut dst = vec![f32::NAN; packed_len(k, n)];
+            let packed = pack_columns_into(&mut dst, k, n, |j| &bt[j * k..(j + 1) * k], 0.5, &bias);
+            for p in 0..n.div_ceil(NR) {
+                for kk in 0..k {
+                    for lane in 0..NR {
+                        let j = p * NR + lane;
+                        let want = if j < n { 0.5 * b[kk * n + j] } else { 0.0 };
+                        assert_eq!(packed.panel(p)[kk * NR + lane], want, "k {k} n {n}: ({kk}, {j})");
+                    }
+                }
+            }
         }
     }
 
