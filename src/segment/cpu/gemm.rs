@@ -133,13 +133,14 @@ pub fn pack_columns_into<'a, 'c>(
 ) -> PackedRef<'a> {
     let len = packed_len(k, n);
     let dst = &mut dst[..len];
-    let zeros = [0.0f32; 0];
+    // Columns past n are read as this empty slice, i.e. as zeros.
+    let absent = [0.0f32; 0];
     for (p, panel) in dst.chunks_exact_mut(k * NR).enumerate() {
         // Row by row of the panel, so the stores are contiguous: scattering each column down
         // the panel (one store per 64 bytes) stalls on the store queue.
         let columns: [&[f32]; NR] = std::array::from_fn(|lane| {
             let j = p * NR + lane;
-            if j < n { &column(j)[..k] } else { &zeros }
+            if j < n { &column(j)[..k] } else { &absent }
         });
         #[cfg(target_arch = "x86_64")]
         if k % 8 == 0 && columns.iter().all(|c| c.len() == k) && super::kernels::has_avx2_fma() {
@@ -708,11 +709,6 @@ mod speed {
             eprintln!("{m}x{k}x{n} {epi:?}: {:.2} ms, {:.0} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
         }
     }
-}
-
-#[cfg(test)]
-mod hot_speed {
-    use super::*;
 
     /// Not a test: one thread's GFLOP/s on operands that stay in cache, i.e. the micro-kernel's
     /// own speed (compare with `gemm_speed`, whose operands come from memory).
