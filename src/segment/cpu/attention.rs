@@ -68,8 +68,8 @@ impl WideJob for Window<'_> {
     /// Inlined into the wide and the baseline copies, so every inner loop vectorises. Per head:
     /// pack scale·kᵀ and v, then S = q·(scale·kᵀ) for the queries inside the image (read in
     /// place), softmax(S + bias) row by row, and O = softmax·v written in place, the products
-    /// register-blocked. Score
-    /// rows are padded to whole panels (zero keys) so no tile of q·kᵀ takes the ragged path.
+    /// register-blocked. Score rows are padded to whole panels (zero keys) so no tile of q·kᵀ
+    /// takes the ragged path.
     #[inline(always)]
     fn run(&self, scratch: &mut [f32]) {
         let g = self.g;
