@@ -1,6 +1,6 @@
 //! Depthwise 3×3 convolution (padding 1) in token layout (H × W × C), for the CPU engine: the
-//! standalone op (stride 1 or 2, optional GELU) and the per-pixel kernel MBConv's fused pass
-//! shares with it.
+//! standalone op (stride 1 or 2, optional GELU) and the row kernel MBConv's fused pass shares
+//! with it.
 
 use super::kernels::{SharedMut, gelu_in_place, has_avx2_fma};
 use super::pool::ThreadPool;
@@ -29,7 +29,6 @@ pub fn depthwise3x3(pool: &ThreadPool, a: &DepthwiseArgs, out: &mut [f32]) {
     let (c, s) = (a.channels, a.stride);
     let row = ow * c;
     assert!(out.len() >= oh * row && a.input.len() >= a.height * a.width * c);
-    assert!(a.taps.len() >= 9 * c && a.bias.len() >= c, "depthwise weights");
     let o = SharedMut(out.as_mut_ptr());
     pool.for_each(oh, &|oy| {
         // SAFETY: task oy writes output row oy only.
@@ -38,35 +37,54 @@ pub fn depthwise3x3(pool: &ThreadPool, a: &DepthwiseArgs, out: &mut [f32]) {
             let iy = (oy * s + dy).checked_sub(1).filter(|&iy| iy < a.height)?;
             Some(&a.input[iy * a.width * c..(iy + 1) * a.width * c])
         });
-        for (ox, o) in out_row.chunks_exact_mut(c).enumerate() {
-            depthwise_pixel(&rows, (ox * s) as isize - 1, a.width, a.taps, a.bias, a.gelu, o);
-        }
+        depthwise_row(&rows, a.width, s, a.taps, &a.bias[..c], a.gelu, out_row);
     });
 }
 
-/// One output pixel (`out.len()` channels): bias + Σ taps · inputs over the taps inside the
-/// image, then GELU if asked. `rows[dy]` is the input row under the taps of row dy (None:
-/// outside the image); tap dx reads column `x0 + dx` where that is inside `0..width`.
-#[inline(always)]
-pub fn depthwise_pixel(
+/// One output row of `bias.len()` channels per pixel: bias + Σ taps · inputs over the taps
+/// inside the image, then GELU if asked. `rows[dy]` is the input row under the taps of row dy
+/// (None: outside the image), `width` pixels wide; output pixel ox reads input columns
+/// `ox · stride − 1 + dx` where those are inside the row.
+pub fn depthwise_row(
+    rows: &[Option<&[f32]>; 3],
+    width: usize,
+    stride: usize,
+    taps: &[f32],
+    bias: &[f32],
+    gelu: bool,
+    out: &mut [f32],
+) {
+    let c = bias.len();
+    assert!(c > 0 && out.len() % c == 0 && taps.len() >= 9 * c, "depthwise weights and output");
+    assert!(rows.iter().flatten().all(|r| r.len() >= width * c), "depthwise input rows");
+    #[cfg(target_arch = "x86_64")]
+    let wide = c % CHUNK == 0 && has_avx2_fma();
+    for (ox, o) in out.chunks_exact_mut(c).enumerate() {
+        let x0 = (ox * stride) as isize - 1;
+        // The taps inside the image: dx in dx_range.
+        let dx_range = (-x0).clamp(0, 3) as usize..(width as isize - x0).clamp(0, 3) as usize;
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: the CPU has AVX2 and FMA; the asserts and dx_range bound every access.
+            unsafe { pixel_avx2(rows, x0, dx_range, taps, bias, gelu, o) };
+            continue;
+        }
+        pixel_portable(rows, x0, dx_range, taps, bias, gelu, o);
+    }
+}
+
+/// One output pixel of [`depthwise_row`], loop by loop.
+fn pixel_portable(
     rows: &[Option<&[f32]>; 3],
     x0: isize,
-    width: usize,
+    dx_range: std::ops::Range<usize>,
     taps: &[f32],
     bias: &[f32],
     gelu: bool,
     out: &mut [f32],
 ) {
     let c = out.len();
-    assert!(taps.len() >= 9 * c && bias.len() >= c && rows.iter().flatten().all(|r| r.len() >= width * c));
-    // The taps inside the image: dx in dx_range.
-    let dx_range = (-x0).clamp(0, 3) as usize..(width as isize - x0).clamp(0, 3) as usize;
-    #[cfg(target_arch = "x86_64")]
-    if c % CHUNK == 0 && has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA; the asserts and dx_range bound every access.
-        return unsafe { pixel_avx2(rows, x0, dx_range, taps, bias, gelu, out) };
-    }
-    out.copy_from_slice(&bias[..c]);
+    out.copy_from_slice(bias);
     for (dy, row) in rows.iter().enumerate() {
         let Some(row) = row else { continue };
         for dx in dx_range.clone() {
@@ -86,10 +104,10 @@ pub fn depthwise_pixel(
 /// Channels the AVX2 pixel takes at once: four registers of sums.
 const CHUNK: usize = 32;
 
-/// [`depthwise_pixel`] with the sums in registers: per 32 channels the taps accumulate in four
-/// registers, and GELU runs on them before the one store. (The portable form loads and stores
-/// the output once per tap: its memory traffic, not its arithmetic, set its pace.) The same sums
-/// in the same order, each product added by a fused multiply-add.
+/// One output pixel of [`depthwise_row`] with the sums in registers: per 32 channels the taps
+/// accumulate in four registers, and GELU runs on them before the one store. (The portable form
+/// loads and stores the output once per tap: its memory traffic, not its arithmetic, set its
+/// pace.) The same sums in the same order, each product added by a fused multiply-add.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pixel_avx2(

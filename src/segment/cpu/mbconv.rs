@@ -7,7 +7,7 @@
 //! depthwise output in its scratch: the hidden layers never leave the cache. A band recomputes the
 //! two hidden rows at its edges (8 bands: ~6 % more conv1 work).
 
-use super::depthwise::depthwise_pixel;
+use super::depthwise::depthwise_row;
 use super::gemm::{Epilogue, PackedB, gemm_serial};
 use super::kernels::{SharedMut, WideJob, add_gelu_in_place, run_wide};
 use super::pool::ThreadPool;
@@ -91,21 +91,12 @@ impl WideJob for Band<'_> {
                     *slot = Some(&ring[(r as usize % 3) * row_len..][..row_len]);
                 }
             }
-            depthwise_row(&rows, w, hidden, a.taps, a.dw_bias, dw_row);
+            depthwise_row(&rows, w, 1, a.taps, a.dw_bias, true, dw_row);
             // SAFETY: output row y belongs to this band alone.
             let out_row = unsafe { self.out.rows(y * w * c, w * c) };
             gemm_serial(dw_row, hidden, w, a.conv3.view(), out_row, c, Epilogue::None);
             add_gelu_in_place(out_row, &a.x[y * w * c..(y + 1) * w * c]);
         }
-    }
-}
-
-/// One output row of a depthwise 3×3 conv (zero padding) with GELU, from the three input rows
-/// around it (None: outside the image).
-#[inline(always)]
-fn depthwise_row(rows: &[Option<&[f32]>; 3], width: usize, c: usize, taps: &[f32], bias: &[f32], out: &mut [f32]) {
-    for (x, o) in out[..width * c].chunks_exact_mut(c).enumerate() {
-        depthwise_pixel(rows, x as isize - 1, width, taps, bias, true, o);
     }
 }
 
