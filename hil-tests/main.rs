@@ -14,7 +14,7 @@ use sonoflow::frame::Frame;
 use sonoflow::pipeline::passthrough::PassThroughStage;
 use sonoflow::pipeline::report::Report;
 use sonoflow::pipeline::{
-    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, run,
+    Clock, ErrorPolicy, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, run,
 };
 
 /// Stalls once, for `stall`, on frame `at` (a GC pause, a driver hiccup, a slow model warm-up).
@@ -24,12 +24,11 @@ struct StallingStage {
 }
 
 impl Stage for StallingStage {
-    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         if input.seq == self.at {
             std::thread::sleep(self.stall);
         }
-        *output = Some(input);
-        Ok(Outcome::Emitted)
+        Ok(Some(input))
     }
 }
 
@@ -95,7 +94,7 @@ fn a_haptics_fault_safe_stops_the_whole_pipeline() {
     ];
     let r = run(live_spec(CountingSource::paced(100_000, 1_000_000), stages)).unwrap().report;
     assert_eq!(r.stop_reason, StopReason::SafeStop);
-    assert_eq!(r.faults.last().unwrap().action, "safe-stop");
+    assert_eq!(r.faults.last().unwrap().action.as_str(), "safe-stop");
     assert!(r.frames_out <= 50, "nothing passes haptics after its fault");
     assert!(r.frames_in < 1_000, "the source stopped promptly");
     assert_eq!(stops.load(Ordering::SeqCst), 1, "haptics was stopped (safe state) exactly once");

@@ -2,6 +2,7 @@
 //!
 //! Research software, not a medical device.
 
+pub mod anatomy;
 pub mod capture;
 pub mod config;
 pub mod frame;
@@ -12,3 +13,4 @@ pub mod model;
 pub mod pipeline;
 pub mod recon;
 pub mod segment;
+pub mod stages;

@@ -16,18 +16,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The error and its causes, each once: many of our errors already quote their cause in their
-/// own message, and repeating it would double the line.
+/// The error and its causes, outermost first: each level prints only its own words.
 fn describe(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-    }
-    text
+    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use common::CountingSource;
 use sonoflow::frame::Frame;
 use sonoflow::pipeline::passthrough::PassThroughStage;
-use sonoflow::pipeline::{Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, run};
+use sonoflow::pipeline::{Clock, ErrorPolicy, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, run};
 
 struct CountingAllocator;
 
@@ -76,7 +76,7 @@ struct Probe {
 }
 
 impl Stage for Probe {
-    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         let measuring = input.seq >= WARM_UP_FRAMES;
         let entry = allocations_here();
         if measuring {
@@ -84,7 +84,7 @@ impl Stage for Probe {
                 self.counts.per_frame_loop.fetch_add(entry - last_exit, Ordering::Relaxed);
             }
         }
-        let result = self.inner.process(input, output);
+        let result = self.inner.process(input);
         let exit = allocations_here();
         if measuring {
             self.counts.inside_process.fetch_add(exit - entry, Ordering::Relaxed);
@@ -161,12 +161,12 @@ fn allocations_in_process(
         frame.seq = seq;
         source.fill(&mut frame).unwrap();
         before_frame(seq);
-        let mut out = None;
         let before = allocations_here();
-        stage.process(frame, &mut out).unwrap();
+        let out = stage.process(frame).unwrap();
         if seq >= WARM_UP_FRAMES {
             inside += allocations_here() - before;
         }
+        drop(out);
     }
     stage.stop();
     inside
@@ -174,22 +174,23 @@ fn allocations_in_process(
 
 #[test]
 fn haptics_stage_allocates_nothing_after_warm_up() {
-    use sonoflow::haptics::{HapticsSettings, HapticsStage, VolumeSlot};
+    use sonoflow::anatomy::VolumeSlot;
+    use sonoflow::haptics::{HapticsSettings, HapticsStage};
     use sonoflow::pipeline::Supervisor;
 
     let _serial = one_at_a_time();
     // The simulated sweep has every case: tool occluded for a stretch, frames with and without
     // structure in the mask, the tip inside and outside the margin.
     let settings = HapticsSettings::default();
-    let mut stage = HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), Default::default()).unwrap();
+    let mut stage = HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default()).unwrap();
     let inside = allocations_in_process(&mut stage, 200, &mut |_| {});
     assert_eq!(inside, 0, "allocations inside the haptics stage's process");
 }
 
 #[test]
 fn reconstruct_stage_allocates_nothing_after_warm_up() {
+    use sonoflow::anatomy::VolumeSlot;
     use sonoflow::capture::simulator::SimulationSpec;
-    use sonoflow::haptics::VolumeSlot;
     use sonoflow::recon::{ReconSettings, ReconstructStage, SnapshotSlot};
 
     let _serial = one_at_a_time();

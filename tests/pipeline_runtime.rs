@@ -100,7 +100,7 @@ fn restart_policy_rebuilds_the_stage_then_safe_stops_past_the_limit() {
     assert_eq!(built.load(Ordering::SeqCst), 3);
     assert_eq!(r.stages[1].restarts, 2);
     assert_eq!(r.stop_reason, StopReason::SafeStop);
-    assert_eq!(r.faults.last().unwrap().action, "safe-stop");
+    assert_eq!(r.faults.last().unwrap().action.as_str(), "safe-stop");
     assert_eq!(r.faults.last().unwrap().seq, 6);
     // Frames after the safe-stop are drained and counted, never silently lost.
     for (k, queue) in r.queues.iter().enumerate() {
@@ -208,13 +208,11 @@ impl sonoflow::pipeline::Stage for PanickingStage {
     fn process(
         &mut self,
         input: sonoflow::frame::Frame,
-        output: &mut Option<sonoflow::frame::Frame>,
-    ) -> Result<sonoflow::pipeline::Outcome, sonoflow::pipeline::StageError> {
+    ) -> Result<Option<sonoflow::frame::Frame>, sonoflow::pipeline::StageError> {
         if input.seq == 4 {
             panic!("bug in frame {}", input.seq);
         }
-        *output = Some(input);
-        Ok(sonoflow::pipeline::Outcome::Emitted)
+        Ok(Some(input))
     }
 }
 
@@ -225,7 +223,7 @@ fn a_panicking_stage_is_rebuilt_not_fatal() {
     assert_eq!(r.stop_reason, StopReason::EndOfInput);
     assert_eq!(r.frames_out, 9);
     assert_eq!(r.stages[1].restarts, 1);
-    assert_eq!(r.faults[0].action, "restart-stage");
+    assert_eq!(r.faults[0].action.as_str(), "restart-stage");
     assert!(r.faults[0].error.contains("panicked: bug in frame 4"), "{:?}", r.faults[0]);
 }
 

@@ -2,11 +2,11 @@
 //! label volumes as inserting the same frames directly, skips (and counts) frames it cannot place,
 //! and publishes a distance field to the haptics slot.
 
+use sonoflow::anatomy::VolumeSlot;
 use sonoflow::capture::simulator::SimulationSpec;
 use sonoflow::capture::{Pace, SimulatedSource, Source};
 use sonoflow::frame::{Frame, PixelData, PixelFormat, PixelPool};
-use sonoflow::haptics::VolumeSlot;
-use sonoflow::pipeline::{Outcome, Stage};
+use sonoflow::pipeline::Stage;
 use sonoflow::recon::labels::LabelVolume;
 use sonoflow::recon::paste::GreyVolume;
 use sonoflow::recon::poses::{image_to_reference, transform_set};
@@ -48,9 +48,7 @@ fn live_stage_matches_direct_insertion_and_publishes_a_field() {
             let PixelData::Gray8(mask) = frame.mask.as_ref().unwrap().data() else { unreachable!() };
             labels.insert(mask, w, h, &pose);
         }
-        let mut out = None;
-        assert_eq!(stage.process(frame, &mut out).unwrap(), Outcome::Emitted);
-        assert!(out.is_some());
+        assert!(stage.process(frame).unwrap().is_some());
     }
     stage.stop();
     let snap = snapshots.latest().expect("a snapshot at stop");
@@ -77,13 +75,13 @@ fn live_stage_without_a_grid_makes_one_around_the_first_frame() {
     for _ in 0..spec.frames {
         let mut frame = Frame::new(pool.try_acquire().unwrap());
         source.fill(&mut frame).unwrap();
-        stage.process(frame, &mut None).unwrap();
+        stage.process(frame).unwrap();
     }
     snapshots.request();
     let mut frame = Frame::new(pool.try_acquire().unwrap());
     frame.image.width = w;
     frame.image.height = h;
-    stage.process(frame, &mut None).unwrap();
+    stage.process(frame).unwrap();
     let snap = snapshots.latest().unwrap();
     assert_eq!((snap.frames_inserted, snap.frames_skipped), (3, 1));
     // 51.2 mm wide and deep frames plus 5 mm on each side, at 0.5 mm.

@@ -44,7 +44,7 @@ fn every_simulated_frame_arrives_in_order_with_its_transforms() {
     let (_, recorded) = read_all(&input).unwrap();
 
     let config = replay_config(&input, ClockKind::Monotonic);
-    let mut spec = pipeline_from_config(&config, Supervisor::new()).unwrap();
+    let mut spec = pipeline_from_config(&config, Supervisor::new(), sonoflow::stages::REGISTRY).unwrap();
     let seen_frames: SeenFrames = Arc::default();
     let probe = seen_frames.clone();
     struct TransformProbe(SeenFrames);
@@ -52,12 +52,10 @@ fn every_simulated_frame_arrives_in_order_with_its_transforms() {
         fn process(
             &mut self,
             input: sonoflow::frame::Frame,
-            output: &mut Option<sonoflow::frame::Frame>,
-        ) -> Result<sonoflow::pipeline::Outcome, sonoflow::pipeline::StageError> {
+        ) -> Result<Option<sonoflow::frame::Frame>, sonoflow::pipeline::StageError> {
             let t = input.transforms.iter().map(|t| (t.name.to_string(), t.matrix)).collect();
             self.0.lock().unwrap().push((input.seq, input.capture_time_s, t));
-            *output = Some(input);
-            Ok(sonoflow::pipeline::Outcome::Emitted)
+            Ok(Some(input))
         }
     }
     spec.stages
@@ -88,7 +86,7 @@ fn mock_replay(input: &Path, out_dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     config.record.queue_frames = 64;
     let trace = out_dir.join("trace.json");
     config.metrics.trace_path = Some(trace.clone());
-    let spec = pipeline_from_config(&config, Supervisor::new()).unwrap();
+    let spec = pipeline_from_config(&config, Supervisor::new(), sonoflow::stages::REGISTRY).unwrap();
     let result = run(spec).unwrap();
     let names: Vec<String> = result.report.stages.iter().map(|s| s.name.clone()).collect();
     write_chrome_trace(&trace, &names, &result.trace).unwrap();
@@ -150,7 +148,7 @@ fn looped_replay_keeps_time_moving_forward() {
     config.metrics.trace_path = Some(dir.path().join("t.json"));
     let recording = dir.path().join("looped.mha");
     config.record.path = Some(recording.clone());
-    let result = run(pipeline_from_config(&config, Supervisor::new()).unwrap()).unwrap();
+    let result = run(pipeline_from_config(&config, Supervisor::new(), sonoflow::stages::REGISTRY).unwrap()).unwrap();
     assert_eq!(result.report.stop_reason, StopReason::FrameLimit);
     assert_eq!(result.report.frames_out, 12);
     let (_, frames) = read_all(&recording).unwrap();

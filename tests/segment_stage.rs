@@ -5,7 +5,7 @@ mod common;
 
 use sonoflow::capture::simulator::{SimulationSpec, Simulator, label_box};
 use sonoflow::frame::{Frame, PixelData, PixelFormat, PixelPool, PromptSource};
-use sonoflow::pipeline::{Outcome, Stage};
+use sonoflow::pipeline::Stage;
 use sonoflow::segment::settings::SegmentSettings;
 use sonoflow::segment::stage::{PromptInbox, SegmentStage};
 use sonoflow::segment::tracker::FramePrompt;
@@ -44,13 +44,10 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
         .collect();
     let settings = SegmentSettings { bbox: label_box(&frames[0].1, w, LESION, 5.0), ..Default::default() };
     let inbox = PromptInbox::default();
-    let report = sonoflow::segment::stage::SegmentReportSlot::default();
-    let mut stage = SegmentStage::new(&settings, w, h, 4, inbox.clone(), report.clone()).unwrap();
+    let mut stage = SegmentStage::new(&settings, w, h, 4, inbox.clone()).unwrap();
     let mut sources = Vec::new();
     for (frame, truth) in frames {
-        let mut out = None;
-        assert_eq!(stage.process(frame, &mut out).unwrap(), Outcome::Emitted);
-        let f = out.unwrap();
+        let f = stage.process(frame).unwrap().expect("the frame is passed on");
         let info = f.segmentation.expect("segmentation info");
         let PixelData::Gray8(mask) = f.mask.as_ref().expect("a mask").data() else { panic!("gray8 mask") };
         let logits = f.logits.as_ref().expect("logits").data();
@@ -72,35 +69,30 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
     sim.render(36, px, &mut labels).unwrap();
     assert!(!labels.contains(&LESION), "frame 36 is past the lesion");
     (f.image.width, f.image.height, f.seq) = (w, h, 36);
-    let mut out = None;
-    stage.process(f, &mut out).unwrap();
-    let f = out.unwrap();
+    let f = stage.process(f).unwrap().unwrap();
     let info = f.segmentation.unwrap();
     eprintln!("frame 36: IoU {:.3}, stability {:.3}, flagged {}", info.predicted_iou, info.stability, info.flagged);
     assert!(info.flagged, "{info:?}");
     assert_eq!(f.mask_confidence, Some(0.0));
     stage.stop();
-    let r = report.lock().unwrap().clone().expect("a report");
-    assert_eq!((r.frames_segmented, r.frames_flagged, r.prompts_given), (6, 1, 1));
+    let r = stage.report().expect("a report");
+    assert_eq!((&r["frames_segmented"], &r["frames_flagged"], &r["prompts_given"]), (&6.into(), &1.into(), &1.into()));
     // A new prompt from outside takes over on the next frame.
     inbox.put(FramePrompt::from_box([10.0, 10.0, 60.0, 60.0]));
     let mut f = Frame::new(pool.try_acquire().unwrap());
     let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
     sim.render(21, px, &mut labels).unwrap();
     (f.image.width, f.image.height) = (w, h);
-    let mut out = None;
-    stage.process(f, &mut out).unwrap();
-    let info = out.unwrap().segmentation.unwrap();
+    let info = stage.process(f).unwrap().unwrap().segmentation.unwrap();
     assert_eq!((info.prompt_source, info.prompt_box), (PromptSource::Given, Some([10.0, 10.0, 60.0, 60.0])));
 }
 
 #[test]
 fn without_a_prompt_frames_pass_untouched_and_no_model_is_loaded() {
     let settings = SegmentSettings { model_dir: Some("/nonexistent".into()), ..Default::default() };
-    let mut stage = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default(), Default::default()).unwrap();
+    let mut stage = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).unwrap();
     let pool = PixelPool::new(PixelFormat::Gray8, 64, 1);
-    let mut out = None;
-    stage.process(Frame::new(pool.try_acquire().unwrap()), &mut out).unwrap();
+    let out = stage.process(Frame::new(pool.try_acquire().unwrap())).unwrap();
     assert!(out.unwrap().segmentation.is_none());
 }
 
@@ -111,9 +103,9 @@ fn a_missing_model_is_a_clear_error() {
         bbox: Some([1.0, 1.0, 5.0, 5.0]),
         ..Default::default()
     };
-    let err =
-        SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default(), Default::default()).err().expect("an error");
-    assert!(err.to_string().contains("/nonexistent/litemedsam"), "{err}");
+    let err = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).err().expect("an error");
+    let text = sonoflow::pipeline::error_chain(&err);
+    assert!(text.contains("/nonexistent/litemedsam") && text.contains("sonoflow model fetch"), "{text}");
 }
 
 #[test]
@@ -128,15 +120,14 @@ fn the_configured_prompt_waits_for_its_frame() {
     let mut labels = vec![0u8; w * h];
     let settings =
         SegmentSettings { bbox: Some([40.0, 60.0, 150.0, 160.0]), prompt_from_frame: 17, ..Default::default() };
-    let mut stage = SegmentStage::new(&settings, w, h, 2, PromptInbox::default(), Default::default()).unwrap();
+    let mut stage = SegmentStage::new(&settings, w, h, 2, PromptInbox::default()).unwrap();
     let mut sources = Vec::new();
     for i in 16..18 {
         let mut f = Frame::new(pool.try_acquire().unwrap());
         let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
         sim.render(i, px, &mut labels).unwrap();
         (f.image.width, f.image.height, f.seq) = (w, h, i as u64);
-        let mut out = None;
-        stage.process(f, &mut out).unwrap();
+        let out = stage.process(f).unwrap();
         sources.push(out.unwrap().segmentation.map(|s| s.prompt_source));
     }
     assert_eq!(sources, [None, Some(PromptSource::Given)]);

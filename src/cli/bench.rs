@@ -86,7 +86,7 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let settings = SegmentSettings { threads: args.threads, model_dir: args.model_dir.clone(), ..Default::default() };
     let load_started = Instant::now();
-    let mut model = load_model(&settings).map_err(|e| anyhow!("{e}"))?;
+    let mut model = load_model(&settings)?;
     let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
     let mut pre = Preprocessor::new(width, height);
     let mut plane = vec![0.0; 256 * 256];

@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod haptics_sim;
 mod model;
+mod model_embed;
 mod recon_bench;
 mod reconstruct;
 mod record;

@@ -25,6 +25,20 @@ pub enum ModelCommand {
     Fetch(FetchArgs),
     /// Print the manifest summary and whether the converted weights are present and verified.
     Info(InfoArgs),
+    /// Image embeddings for distillation (`tools/distill/`): reads pre-processed 256 × 256 float32
+    /// planes (little-endian) from stdin until it ends and writes each one's 4096 × 256 embedding
+    /// (token-major float32, little-endian) to stdout.
+    Embed(EmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Model folder holding manifest.json (default: engines/litemedsam of this checkout).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Threads of the CPU engine.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +69,7 @@ pub fn execute(args: ModelArgs) -> Result<Exit, Failure> {
     match args.command {
         ModelCommand::Fetch(args) => execute_fetch(args),
         ModelCommand::Info(args) => execute_info(args),
+        ModelCommand::Embed(args) => super::model_embed::execute(args),
     }
 }
 
@@ -105,7 +120,7 @@ fn info_text(m: &Manifest, dir: &Path) -> String {
     let status = match Weights::load_verified(&path, &c.sha256) {
         Ok(w) => format!("present, verified ({} tensors, {} values)", w.len(), group(w.param_count())),
         Err(WeightsError::Missing { .. }) => "missing: run `sonoflow model fetch`".to_string(),
-        Err(e) => format!("unusable: {e}"),
+        Err(e) => format!("unusable: {}", sonoflow::pipeline::error_chain(&e)),
     };
     let params: Vec<String> = m
         .params

@@ -13,6 +13,8 @@ use sonoflow::pipeline::report::write_chrome_trace;
 use sonoflow::pipeline::runtime::PipelineError;
 use sonoflow::pipeline::stage::StageError;
 use sonoflow::pipeline::{StopReason, Supervisor, run};
+use sonoflow::recon::SnapshotSlot;
+use sonoflow::stages::REGISTRY;
 
 use super::{Exit, Failure};
 
@@ -105,7 +107,7 @@ pub fn run_config(config: &Config, outputs: &Outputs) -> Result<Exit, Failure> {
         super::reconstruct::check_volume_path("--volume-out", path)?;
     }
     let supervisor = Supervisor::new();
-    let spec = pipeline_from_config(config, supervisor.clone()).map_err(|e| {
+    let spec = pipeline_from_config(config, supervisor.clone(), REGISTRY).map_err(|e| {
         let code = match e {
             BuildError::Config(_) => Exit::Usage,
             BuildError::Capture(_) => Exit::Input,
@@ -113,7 +115,7 @@ pub fn run_config(config: &Config, outputs: &Outputs) -> Result<Exit, Failure> {
         };
         Failure::new(code, e)
     })?;
-    let snapshots = spec.recon_snapshots.clone();
+    let snapshots = spec.outputs.get::<SnapshotSlot>();
     let on_interrupt = supervisor.clone();
     // Only one handler per process; a second run in the same process keeps the first.
     let _ = ctrlc::set_handler(move || on_interrupt.request_stop(StopReason::Interrupted));

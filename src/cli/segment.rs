@@ -126,7 +126,7 @@ pub fn execute(args: SegmentArgs) -> Result<Exit, Failure> {
     if prompt.is_empty() {
         return Err(usage(anyhow!("give a prompt: --box x0,y0,x1,y1 and/or --point x,y")));
     }
-    let mut model = load_model(&settings).map_err(|e| Failure::new(Exit::Input, anyhow!("{e}")))?;
+    let mut model = load_model(&settings).map_err(|e| Failure::new(Exit::Input, e))?;
     let mut low_res = vec![0.0; 256 * 256];
     model.encode(&plane);
     let iou = model.decode(&prompt, &mut low_res);

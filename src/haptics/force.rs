@@ -9,7 +9,7 @@
 
 use crate::geometry::{Vec3, dot, norm, scale};
 
-use super::field::FieldSample;
+use crate::anatomy::FieldSample;
 
 /// The fixture's gains and limits, with units.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 //! the pipeline cannot vouch for its data.
 //!
 //! - [`stage`]: the pipeline stage; per image frame, tool pose + distance field → force target.
-//! - [`field`], [`edt`]: distance from the tip to the structure (label volume or frame mask).
+//! - distance from the tip to the structure (label volume or frame mask): `crate::anatomy`.
 //! - [`force`]: the fixture's spring, damper, clamps and slew limit.
 //! - [`rate_loop`], [`driver`]: the 1 kHz loop, its safe state, and the thread that runs it.
 //! - [`protocol`], [`cobs`], [`crc`], [`link`]: the wire format (`docs/haptics-protocol.md`) and
@@ -14,8 +14,6 @@ pub mod cobs;
 pub mod crc;
 pub mod device_sim;
 pub mod driver;
-pub mod edt;
-pub mod field;
 pub mod force;
 pub mod link;
 pub mod protocol;
@@ -24,4 +22,4 @@ pub mod settings;
 pub mod stage;
 
 pub use settings::HapticsSettings;
-pub use stage::{HapticsReport, HapticsReportSlot, HapticsStage, VolumeSlot};
+pub use stage::{HapticsReport, HapticsStage};

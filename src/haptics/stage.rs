@@ -11,30 +11,26 @@
 //! that holds the device in its safe state, and the pipeline goes on. Only a device that cannot
 //! be opened at start-up is an error (and haptics errors always safe-stop the pipeline).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::driver::{Driver, DriverReport, DriverSettings, TargetSlot};
-use super::field::{FieldSample, PlaneGeometry, VolumeField, nearest_in_plane};
 use super::force::{FixtureGains, fixture_force};
 use super::link::{Link, SerialConnector};
 use super::rate_loop::{ForceTarget, SafeReason};
 use super::settings::HapticsSettings;
+use crate::anatomy::{FieldSample, PlaneGeometry, VolumeField, VolumeSlot, nearest_in_plane};
 use crate::frame::Frame;
 use crate::geometry::{Vec3, apply, norm, resolve, scale, sub};
-use crate::pipeline::latest::Latest;
-use crate::pipeline::stage::{Outcome, Stage, StageError};
+use crate::pipeline::registry::{BuildContext, StageKind};
+use crate::pipeline::stage::{BoxError, ErrorPolicy, Stage, StageError, StageFactory};
 use crate::pipeline::supervisor::Supervisor;
 
 /// Velocities from frames further apart than this are not trusted (a gap in tracking).
 const MAX_VELOCITY_GAP_S: f64 = 0.2;
 /// How long a serial write may wait: a quarter of the 1 ms period.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_micros(250);
-
-/// Where the reconstruction publishes the signed distance field of its latest label volume; the
-/// stage takes the newest at its next frame.
-pub type VolumeSlot = Latest<Arc<VolumeField>>;
 
 /// What the stage saw, for the run report.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,8 +49,17 @@ pub struct HapticsReport {
     pub driver: Option<DriverReport>,
 }
 
-/// Filled in when the stage stops; the CLI puts it in the run report.
-pub type HapticsReportSlot = Arc<Mutex<Option<HapticsReport>>>;
+/// The stage kind in the registry: `[haptics]`. It drives a device next to the patient, so any
+/// error of it stops everything safely (the config refuses any other policy).
+pub const KIND: StageKind = StageKind { name: "haptics", default_policy: ErrorPolicy::SafeStop, build };
+
+fn build(ctx: &mut BuildContext) -> Result<StageFactory, BoxError> {
+    let (settings, supervisor) = (ctx.config.haptics.settings.clone(), ctx.supervisor.clone());
+    let volumes = ctx.outputs.shared::<VolumeSlot>();
+    Ok(Box::new(move || {
+        HapticsStage::new(&settings, supervisor.clone(), volumes.clone()).map(|s| Box::new(s) as Box<dyn Stage>)
+    }))
+}
 
 pub struct HapticsStage {
     gains: FixtureGains,
@@ -70,18 +75,14 @@ pub struct HapticsStage {
     driver: Option<Driver>,
     report: HapticsReport,
     hold_counts: [u64; SafeReason::ALL.len()],
-    report_slot: HapticsReportSlot,
+    /// The force thread's own figures, kept when it stops.
+    driver_report: Option<DriverReport>,
 }
 
 impl HapticsStage {
     /// Builds the stage; with a port configured, opens it and starts the force thread (a port
     /// that cannot be opened is an error naming it).
-    pub fn new(
-        settings: &HapticsSettings,
-        supervisor: Supervisor,
-        volumes: VolumeSlot,
-        report_slot: HapticsReportSlot,
-    ) -> Result<Self, StageError> {
+    pub fn new(settings: &HapticsSettings, supervisor: Supervisor, volumes: VolumeSlot) -> Result<Self, StageError> {
         let (tool, reference) = settings
             .split_tool_transform()
             .ok_or_else(|| StageError::Failed(format!("haptics.tool_transform \"{}\"", settings.tool_transform)))?;
@@ -104,27 +105,37 @@ impl HapticsStage {
             driver,
             report: HapticsReport { port: settings.port.clone(), ..Default::default() },
             hold_counts: [0; SafeReason::ALL.len()],
-            report_slot,
+            driver_report: None,
         })
     }
 
-    /// The distance to the structure at `tip`, or why there is none.
+    /// The distance to the structure at `tip`, or why there is none. With both a label volume
+    /// and the frame's mask, the nearer of the two: a partly swept structure must never look
+    /// farther away than the live image shows it.
     fn sample(&mut self, frame: &Frame, tip: Vec3) -> Result<FieldSample, SafeReason> {
-        if let Some(volume) = &self.volume {
-            self.report.frames_from_volume += 1;
-            return Ok(volume.sample(tip));
-        }
-        let mask = frame.mask.as_ref().ok_or(SafeReason::SegmentationLost)?;
-        let crate::frame::PixelData::Gray8(labels) = mask.data() else {
-            return Err(SafeReason::SegmentationLost);
+        let from_volume = self.volume.as_ref().map(|v| v.sample(tip));
+        let from_mask = self.sample_mask(frame, tip);
+        let sample = match (from_volume, from_mask) {
+            (Some(v), Some(m)) if m.distance_mm < v.distance_mm => m,
+            (Some(v), _) => {
+                self.report.frames_from_volume += 1;
+                v
+            }
+            (None, Some(m)) => m,
+            (None, None) => return Err(SafeReason::SegmentationLost),
         };
-        let image_to_reference =
-            resolve(&frame.transforms, "Image", &self.reference_frame).map_err(|_| SafeReason::SegmentationLost)?;
+        Ok(sample)
+    }
+
+    /// The distance to the structure in the frame's own mask, where the frame has one and is placed.
+    fn sample_mask(&self, frame: &Frame, tip: Vec3) -> Option<FieldSample> {
+        let mask = frame.mask.as_ref()?;
+        let crate::frame::PixelData::Gray8(labels) = mask.data() else { return None };
+        let image_to_reference = resolve(&frame.transforms, "Image", &self.reference_frame).ok()?;
         let plane = PlaneGeometry::from_image_to_reference(&image_to_reference);
         let (w, h) = (frame.image.width, frame.image.height);
         let structure = &self.structure;
         nearest_in_plane(&plane, &labels[..w * h], w, h, |l| structure[l as usize], tip)
-            .ok_or(SafeReason::SegmentationLost)
     }
 
     /// The target for this frame.
@@ -190,7 +201,7 @@ fn start_driver(
 }
 
 impl Stage for HapticsStage {
-    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         if let Some(newer) = self.volumes.take() {
             self.volume = Some(newer);
         }
@@ -201,22 +212,21 @@ impl Stage for HapticsStage {
             None => self.report.frames_with_force += u64::from(norm(target.force_n) > 0.0),
         }
         self.targets.put(target);
-        *output = Some(input);
-        Ok(Outcome::Emitted)
+        Ok(Some(input))
     }
 
     fn stop(&mut self) {
-        let driver = self.driver.as_mut().and_then(Driver::stop);
+        // A second stop must not erase the first one's measurements of the force thread.
+        if let Some(driver) = self.driver.as_mut().and_then(Driver::stop) {
+            self.driver_report = Some(driver);
+        }
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
         let mut report = self.report.clone();
         report.holds = SafeReason::ALL.iter().copied().zip(self.hold_counts).filter(|(_, n)| *n > 0).collect();
-        if driver.is_some() {
-            report.driver = driver;
-        }
-        let mut slot = self.report_slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // A second stop (after a restart) must not erase the first one's measurements.
-        if slot.as_ref().is_none_or(|r| r.driver.is_none() || report.driver.is_some()) {
-            *slot = Some(report);
-        }
+        report.driver = self.driver_report.clone();
+        serde_json::to_value(report).ok()
     }
 }
 
@@ -260,13 +270,11 @@ mod tests {
 
     fn stage() -> HapticsStage {
         let settings = HapticsSettings { margin_mm: 5.0, stiffness_n_per_mm: 0.5, ..Default::default() };
-        HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), HapticsReportSlot::default()).unwrap()
+        HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default()).unwrap()
     }
 
     fn run(stage: &mut HapticsStage, f: Frame) -> ForceTarget {
-        let mut out = None;
-        assert_eq!(stage.process(f, &mut out).unwrap(), Outcome::Emitted);
-        assert!(out.is_some(), "the frame is passed on");
+        assert!(stage.process(f).unwrap().is_some(), "the frame is passed on");
         stage.targets.take().expect("one target per frame")
     }
 
@@ -291,9 +299,9 @@ mod tests {
         let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 3.0], TransformStatus::Ok, false));
         assert_eq!(t.hold, Some(SafeReason::SegmentationLost));
         s.stop();
-        let report = s.report_slot.lock().unwrap().clone().unwrap();
-        assert_eq!(report.frames, 2);
-        assert_eq!(report.holds, vec![(SafeReason::ToolNotTracked, 1), (SafeReason::SegmentationLost, 1)]);
+        let report = s.report().unwrap();
+        assert_eq!(report["frames"], 2);
+        assert_eq!(report["holds"], serde_json::json!([["tool-not-tracked", 1], ["segmentation-lost", 1]]));
     }
 
     #[test]
@@ -313,11 +321,32 @@ mod tests {
     }
 
     #[test]
+    fn the_mask_wins_where_it_shows_the_structure_nearer_than_the_volume() {
+        let (pool, masks) = pools();
+        let mut s = stage();
+        // The volume knows only the half-space z >= 10 mm; the live mask shows a structure pixel
+        // at (5, 5, 0). The tip at z = 3 mm is 7 mm from the volume but 3 mm from the mask.
+        let labels: Vec<u8> = (0..20 * 20 * 20).map(|i| u8::from(i / 400 >= 10)).collect();
+        let field = VolumeField::from_labels(&labels, [20, 20, 20], IDENTITY, |l| l == 1, 1).unwrap();
+        s.volumes.put(Arc::new(field));
+        let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 3.0], TransformStatus::Ok, true));
+        // The nearer distance (3 mm, margin 5 mm, 0.5 N/mm): 1 N up, away from the mask's pixel.
+        for (got, want) in t.force_n.iter().zip([0.0, 0.0, 1.0]) {
+            assert!((got - want).abs() < 1e-6, "{:?}", t.force_n);
+        }
+        assert_eq!(s.report.frames_from_volume, 0);
+        // Tip at z = 7 mm: the volume (3 mm) is nearer than the mask (7 mm) and takes over.
+        let t = run(&mut s, frame(&pool, &masks, [5.0, 5.0, 7.0], TransformStatus::Ok, true));
+        for (got, want) in t.force_n.iter().zip([0.0, 0.0, -1.0]) {
+            assert!((got - want).abs() < 1e-6, "{:?}", t.force_n);
+        }
+        assert_eq!(s.report.frames_from_volume, 1);
+    }
+
+    #[test]
     fn a_port_that_cannot_be_opened_is_a_device_error_naming_it() {
         let settings = HapticsSettings { port: Some("/nonexistent/ttyHAPTIC".into()), ..Default::default() };
-        let e = HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default(), HapticsReportSlot::default())
-            .err()
-            .unwrap();
+        let e = HapticsStage::new(&settings, Supervisor::new(), VolumeSlot::default()).err().unwrap();
         assert!(matches!(&e, StageError::Device(m) if m.contains("/nonexistent/ttyHAPTIC")), "{e}");
     }
 }

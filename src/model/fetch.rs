@@ -26,7 +26,7 @@ pub const DOWNLOAD_DIR: &str = "download";
 pub enum FetchError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -44,7 +44,7 @@ pub enum FetchError {
     Wheel { path: PathBuf, message: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Fold {
         path: PathBuf,
         #[source]

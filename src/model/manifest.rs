@@ -70,13 +70,17 @@ pub struct TensorSpec {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
-    #[error("{path}: {source}")]
+    /// The folder holds no manifest: not a model folder (a wrong `model_dir`, or a checkout
+    /// whose engines/ folder is missing).
+    #[error("{}: no model here ({MANIFEST_FILE} is missing); point segment.model_dir (or --model-dir) at an engines/<model> folder of a sonoflow checkout, then run `tools/setup` or `sonoflow model fetch`", dir.display())]
+    NoManifest { dir: PathBuf },
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: invalid manifest: {source}")]
+    #[error("{path}: invalid manifest")]
     Parse {
         path: PathBuf,
         #[source]
@@ -88,7 +92,10 @@ impl Manifest {
     /// Reads `<dir>/manifest.json`.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ManifestError::NoManifest { dir: dir.to_path_buf() },
+            _ => ManifestError::Io { path: path.clone(), source },
+        })?;
         serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path, source })
     }
 

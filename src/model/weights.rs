@@ -37,7 +37,7 @@ const FETCH_HINT: &str = "run `sonoflow model fetch` to rebuild it";
 pub enum WeightsError {
     #[error("{path}: converted model weights not found; run `sonoflow model fetch`")]
     Missing { path: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -1,23 +1,20 @@
 //! From a validated [`Config`] to a runnable [`PipelineSpec`]: opens the source, sizes the pool,
-//! makes the stage factories and starts the recording taps. Everything that can fail on the
-//! environment (a missing file, an unwritable folder) fails here, before any frame flows.
+//! makes the stage factories through the stage registry and starts the recording taps.
+//! Everything that can fail on the environment (a missing file, an unwritable folder) fails here,
+//! before any frame flows.
 
 use std::path::{Path, PathBuf};
 
 use crate::capture::{CaptureError, DicomCineSource, DicomOptions, ReplaySource, SimulatedSource, Source};
 use crate::config::{ClockKind, Config, ConfigError, SourceKind};
-use crate::haptics::{HapticsReportSlot, HapticsStage, VolumeSlot};
 use crate::io::plus::labels_path;
 use crate::pipeline::clock::Clock;
-use crate::pipeline::passthrough::PassThroughStage;
+use crate::pipeline::outputs::Outputs;
 use crate::pipeline::recording::{RecordingTap, TapContent, TapSettings};
+use crate::pipeline::registry::{BuildContext, StageKind, find};
 use crate::pipeline::runtime::{PipelineSpec, StageSpec};
-use crate::pipeline::stage::Stage;
+use crate::pipeline::stage::BoxError;
 use crate::pipeline::supervisor::Supervisor;
-use crate::recon::batch::recording_grid;
-use crate::recon::plus_config::{PlusConfigError, effective_settings};
-use crate::recon::{GridError, ReconError, ReconstructStage, SnapshotSlot};
-use crate::segment::stage::{PromptInbox, SegmentReportSlot, SegmentStage};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -26,12 +23,21 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
-    #[error("reconstruct.plus_config: {0}")]
-    PlusConfig(#[from] PlusConfigError),
-    #[error("reconstruct: {0}")]
-    Recon(#[from] ReconError),
-    #[error("cannot start recording to {path}: {source}")]
-    Recording { path: PathBuf, source: std::io::Error },
+    /// A config section names a stage kind the registry does not have.
+    #[error("[{section}]: no stage kind of that name is registered (known: {known})")]
+    UnknownStage { section: String, known: String },
+    #[error("{stage}")]
+    Stage {
+        stage: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("cannot start recording to {}", path.display())]
+    Recording {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Most memory the frame pool may take: beyond this a config typo, not a real need.
@@ -95,101 +101,35 @@ fn open_gstreamer(_: &Config, kind: SourceKind, _: Option<PathBuf>) -> Result<Bo
     Err(crate::config::gstreamer_missing(kind).into())
 }
 
-/// Validates `config` and builds everything a run needs.
-pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<PipelineSpec, BuildError> {
+/// Validates `config` and builds everything a run needs, each enabled stage by its kind in
+/// `registry` (`sonoflow::stages::REGISTRY` for the product's chain).
+pub fn pipeline_from_config(
+    config: &Config,
+    supervisor: Supervisor,
+    registry: &[StageKind],
+) -> Result<PipelineSpec, BuildError> {
     config.validate()?;
     let source = open_source(config)?;
     let format = source.format();
-    let pool_bytes = config.pipeline.pool_frames * format.width * format.height * format.pixel_format.bytes_per_pixel();
-    if pool_bytes > MAX_POOL_BYTES {
-        return Err(ConfigError::Invalid {
-            key: "pipeline.pool_frames".into(),
-            message: format!(
-                "{} buffers of {}x{} {} frames need {:.1} GiB, over the {} GiB limit; use fewer buffers",
-                config.pipeline.pool_frames,
-                format.width,
-                format.height,
-                format.pixel_format,
-                pool_bytes as f64 / (1u64 << 30) as f64,
-                MAX_POOL_BYTES >> 30
-            ),
-        }
-        .into());
-    }
-    let (haptics_report, segment_report) = (HapticsReportSlot::default(), SegmentReportSlot::default());
-    let recon_snapshots = SnapshotSlot::default();
-    // The reconstruction publishes label-volume distance fields here; haptics takes them.
-    let volumes = VolumeSlot::default();
-    let mut recon =
-        if config.reconstruct.enabled { Some(effective_settings(&config.reconstruct.settings)?) } else { None };
-    // A recording's extent is known before it plays: grid it as PLUS would (the bounding box of
-    // all its frames) rather than around the first frame as live capture must.
-    if let (Some((settings, calibration)), SourceKind::Replay, Some(path)) =
-        (recon.as_mut(), config.capture.kind, &config.capture.path)
-    {
-        if settings.output_origin_mm.is_none() {
-            match recording_grid(path, settings, calibration) {
-                Ok(grid) => {
-                    let [x, y, z] = grid.dims.map(|d| d as i64 - 1);
-                    (settings.output_origin_mm, settings.output_extent) =
-                        (Some(grid.origin_mm), Some([0, x, 0, y, 0, z]));
-                }
-                // No tracked frame: the stage counts every frame as untracked, as it would live.
-                Err(ReconError::Grid(GridError::NoValidFrames(_))) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    let stages = config
-        .stages()
-        .into_iter()
-        .filter(|(_, stage)| stage.enabled)
-        .map(|(name, stage)| StageSpec {
+    check_pool_size(config, format)?;
+    let mut outputs = Outputs::default();
+    let mut stages = Vec::new();
+    for (name, stage) in config.stages().into_iter().filter(|(_, stage)| stage.enabled) {
+        let kind = find(registry, name).ok_or_else(|| BuildError::UnknownStage {
+            section: name.to_string(),
+            known: registry.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
+        })?;
+        let mut context = BuildContext { config, format, supervisor: &supervisor, outputs: &mut outputs };
+        let factory =
+            (kind.build)(&mut context).map_err(|source| BuildError::Stage { stage: name.to_string(), source })?;
+        stages.push(StageSpec {
             name: name.to_string(),
-            factory: match name {
-                "haptics" => {
-                    let (settings, supervisor) = (config.haptics.settings.clone(), supervisor.clone());
-                    let (volumes, slot) = (volumes.clone(), haptics_report.clone());
-                    Box::new(move || {
-                        HapticsStage::new(&settings, supervisor.clone(), volumes.clone(), slot.clone())
-                            .map(|s| Box::new(s) as Box<dyn Stage>)
-                    })
-                }
-                "segment" => {
-                    let settings = config.segment.settings.clone();
-                    let (inbox, buffers, slot) =
-                        (PromptInbox::default(), config.pipeline.pool_frames, segment_report.clone());
-                    Box::new(move || {
-                        SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone(), slot.clone())
-                            .map(|s| Box::new(s) as Box<dyn Stage>)
-                    })
-                }
-                "reconstruct" => {
-                    let (settings, calibration) = recon.clone().unwrap_or_default();
-                    let volumes = config.haptics.enabled.then(|| volumes.clone());
-                    let structure = config.haptics.settings.structure_table();
-                    let snapshots = recon_snapshots.clone();
-                    Box::new(move || {
-                        ReconstructStage::new(
-                            &settings,
-                            calibration.clone(),
-                            format.width,
-                            format.height,
-                            volumes.clone(),
-                            structure,
-                            snapshots.clone(),
-                        )
-                        .map(|s| Box::new(s) as Box<dyn Stage>)
-                    })
-                }
-                // Placeholders until the real stages land; each later replaces its own line here.
-                _ => Box::new(|| Ok(Box::new(PassThroughStage) as Box<dyn Stage>)),
-            },
-            on_error: stage.error_policy(name),
+            factory,
+            on_error: stage.on_error.unwrap_or(kind.default_policy),
             queue_capacity: stage.queue_capacity,
             queue_policy: stage.queue_policy,
-        })
-        .collect();
+        });
+    }
     let image_fields = source.image_fields();
     let start_tap = |path: &Path, content| {
         let r = &config.record;
@@ -217,8 +157,26 @@ pub fn pipeline_from_config(config: &Config, supervisor: Supervisor) -> Result<P
         input_tap,
         mask_tap,
         supervisor,
-        haptics_report: config.haptics.enabled.then_some(haptics_report),
-        segment_report: config.segment.enabled.then_some(segment_report),
-        recon_snapshots: config.reconstruct.stage.enabled.then_some(recon_snapshots),
+        outputs,
+    })
+}
+
+/// Refuses a pool that would take more memory than any real need.
+fn check_pool_size(config: &Config, format: crate::capture::SourceFormat) -> Result<(), ConfigError> {
+    let pool_bytes = config.pipeline.pool_frames * format.width * format.height * format.pixel_format.bytes_per_pixel();
+    if pool_bytes <= MAX_POOL_BYTES {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key: "pipeline.pool_frames".into(),
+        message: format!(
+            "{} buffers of {}x{} {} frames need {:.1} GiB, over the {} GiB limit; use fewer buffers",
+            config.pipeline.pool_frames,
+            format.width,
+            format.height,
+            format.pixel_format,
+            pool_bytes as f64 / (1u64 << 30) as f64,
+            MAX_POOL_BYTES >> 30
+        ),
     })
 }

@@ -1,18 +1,17 @@
 //! The run report: JSON for machines (schema in the README), one line on stderr for people, and
 //! an optional Chrome/Perfetto trace.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::haptics::HapticsReport;
 use crate::pipeline::metrics::LatencySummary;
 use crate::pipeline::queue::QueuePolicy;
 use crate::pipeline::recording::RecordingReport;
 use crate::pipeline::supervisor::{Fault, StopReason};
-use crate::segment::stage::SegmentReport;
 
 /// Version of the report's JSON layout; bumped on any incompatible change.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -92,50 +91,61 @@ pub struct Report {
     pub recordings: Vec<RecordingReport>,
     pub fault_count: u64,
     pub faults: Vec<Fault>,
-    /// The segmentation's counts, when the model ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub segment: Option<SegmentReport>,
-    /// The force-feedback stage's measurements, when it ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub haptics: Option<HapticsReport>,
+    /// Each stage's own section ([`Stage::report`]) under the stage's name, at the top level of
+    /// the JSON (e.g. `segment`, `haptics`).
+    ///
+    /// [`Stage::report`]: crate::pipeline::stage::Stage::report
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a report is assembled from.
+pub(crate) struct ReportParts {
+    pub source: String,
+    pub mock_clock: bool,
+    pub stop_reason: StopReason,
+    pub wall_time: Duration,
+    pub stages: Vec<StageReport>,
+    /// None when no frame reached a sink (no stages).
+    pub end_to_end: Option<EndToEndReport>,
+    pub deadline_ms: f64,
+    pub queues: Vec<QueueReport>,
+    /// Buffers, and the times capture waited for one.
+    pub pool: (usize, u64),
+    pub recordings: Vec<RecordingReport>,
+    pub faults: Vec<Fault>,
+    pub fault_count: u64,
+    pub sections: Vec<(String, serde_json::Value)>,
 }
 
 impl Report {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn assemble(
-        source: String,
-        mock_clock: bool,
-        stop_reason: StopReason,
-        wall_time: Duration,
-        stages: Vec<StageReport>,
-        sink: Option<EndToEndReport>,
-        deadline_ms: f64,
-        queues: Vec<QueueReport>,
-        (buffers, exhausted_waits): (usize, u64),
-        recordings: Vec<RecordingReport>,
-        faults: Vec<Fault>,
-        fault_count: u64,
-    ) -> Self {
-        let end_to_end = sink.unwrap_or(EndToEndReport { deadline_ms, ..Default::default() });
+    pub(crate) fn assemble(parts: ReportParts) -> Self {
+        let ReportParts { stages, deadline_ms, pool: (buffers, exhausted_waits), .. } = parts;
+        let end_to_end = parts.end_to_end.unwrap_or(EndToEndReport { deadline_ms, ..Default::default() });
         Report {
             schema_version: REPORT_SCHEMA_VERSION,
             sonoflow_version: env!("CARGO_PKG_VERSION").to_string(),
-            source,
-            clock: if mock_clock { "mock" } else { "monotonic" }.to_string(),
-            stop_reason,
-            wall_time_s: wall_time.as_secs_f64(),
+            source: parts.source,
+            clock: if parts.mock_clock { "mock" } else { "monotonic" }.to_string(),
+            stop_reason: parts.stop_reason,
+            wall_time_s: parts.wall_time.as_secs_f64(),
             frames_in: stages.first().map_or(0, |s| s.frames_out),
             frames_out: end_to_end.frames_out,
             stages,
             end_to_end,
-            queues,
+            queues: parts.queues,
             pool: PoolReport { buffers, exhausted_waits },
-            recordings,
-            fault_count,
-            faults,
-            segment: None,
-            haptics: None,
+            recordings: parts.recordings,
+            fault_count: parts.fault_count,
+            faults: parts.faults,
+            sections: parts.sections.into_iter().collect(),
         }
+    }
+
+    /// The section of stage `name`, read back as `T` (None when the stage gave none, or gave
+    /// one of another shape).
+    pub fn section<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.sections.get(name).and_then(|v| serde_json::from_value(v.clone()).ok())
     }
 
     pub fn total_drops(&self) -> u64 {

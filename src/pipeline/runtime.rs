@@ -15,15 +15,14 @@ use std::time::{Duration, Instant};
 
 use crate::capture::{Next, Source};
 use crate::frame::{Frame, PixelPool};
-use crate::haptics::HapticsReportSlot;
 use crate::pipeline::clock::Clock;
 use crate::pipeline::metrics::LatencyRecorder;
+use crate::pipeline::outputs::Outputs;
 use crate::pipeline::queue::{self, QueueCounters, QueuePolicy, QueueReceiver, QueueSender};
 use crate::pipeline::recording::RecordingTap;
-use crate::pipeline::report::{EndToEndReport, QueueReport, Report, StageReport, TraceEvent};
-use crate::pipeline::stage::{ErrorPolicy, Outcome, Stage, StageError, StageFactory};
-use crate::pipeline::supervisor::{Fault, StopReason, Supervisor};
-use crate::segment::stage::SegmentReportSlot;
+use crate::pipeline::report::{EndToEndReport, QueueReport, Report, ReportParts, StageReport, TraceEvent};
+use crate::pipeline::stage::{ErrorPolicy, Stage, StageError, StageFactory, error_chain};
+use crate::pipeline::supervisor::{Fault, FaultAction, StopReason, Supervisor};
 
 /// One processing stage as the runtime needs it.
 pub struct StageSpec {
@@ -53,22 +52,26 @@ pub struct PipelineSpec {
     /// Records the label mask of every frame that reaches the end.
     pub mask_tap: Option<RecordingTap>,
     pub supervisor: Supervisor,
-    /// Filled by the haptics stage when it stops; copied into the report.
-    pub haptics_report: Option<HapticsReportSlot>,
-    /// Filled by the segment stage when it stops (if it ran the model); copied into the report.
-    pub segment_report: Option<SegmentReportSlot>,
-    /// Where the reconstruct stage leaves its volumes (on request and when it stops); the caller
-    /// keeps a clone to read them after the run.
-    pub recon_snapshots: Option<crate::recon::SnapshotSlot>,
+    /// The handles the stages share (see [`Outputs`]); the caller keeps what it needs from here
+    /// before the run (e.g. a slot the stages leave results in).
+    pub outputs: Outputs,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipelineError {
-    #[error("stage '{stage}' could not be built: {source}")]
-    StageBuild { stage: String, source: StageError },
-    #[error("could not start the thread of stage '{stage}': {source}")]
-    Thread { stage: String, source: std::io::Error },
+    #[error("stage '{stage}' could not be built")]
+    StageBuild {
+        stage: String,
+        #[source]
+        source: StageError,
+    },
+    #[error("could not start the thread of stage '{stage}'")]
+    Thread {
+        stage: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("at most {max} stages fit in a frame's stamps; the pipeline has {got}")]
     TooManyStages { max: usize, got: usize },
 }
@@ -83,6 +86,8 @@ pub struct RunResult {
 /// What each thread hands back when it ends.
 struct StageOutcome {
     report: StageReport,
+    /// The stage's own report section ([`Stage::report`]).
+    section: Option<serde_json::Value>,
     trace: Vec<TraceEvent>,
     sink: Option<SinkMetrics>,
     /// The mask recording, handed back by the sink for finishing.
@@ -132,9 +137,7 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         input_tap,
         mask_tap,
         supervisor,
-        haptics_report,
-        segment_report,
-        recon_snapshots: _,
+        outputs: _,
     } = spec;
     if stages.len() + 1 > crate::frame::MAX_STAGES {
         return Err(PipelineError::TooManyStages { max: crate::frame::MAX_STAGES - 1, got: stages.len() });
@@ -151,39 +154,94 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         stages = stages.len(),
         "starting pipeline"
     );
+    let built = build_stages(stages)?;
+    let settings = WorkerSettings { clock: &clock, supervisor: &supervisor, trace_capacity, max_restarts, deadline_ms };
+    let Spawned { queues, handles, first, unused_mask_tap } = spawn_stages(built, &settings, mask_tap)?;
+    let capture = CaptureWorker {
+        supervisor: supervisor.clone(),
+        clock: clock.fork(),
+        trace: TraceBuffer::new(trace_capacity),
+        max_frames,
+        pool: pool.clone(),
+        input_tap,
+    };
+    let capture_handle = std::thread::Builder::new()
+        .name("stage-capture".into())
+        .spawn(move || capture.run(source, first))
+        .map_err(|source| PipelineError::Thread { stage: "capture".into(), source })?;
+    let (outcomes, input_tap, pool_waits) = join_all(capture_handle, handles, &supervisor);
+    tracing::info!(reason = ?supervisor.reason(), "pipeline stopped");
+    Ok(assemble(
+        outcomes,
+        AssembleInputs {
+            source_name,
+            mock_clock: clock.is_mock(),
+            supervisor: &supervisor,
+            started,
+            deadline_ms,
+            queues,
+            pool: (pool.buffers(), pool_waits),
+            taps: input_tap.into_iter().chain(unused_mask_tap).collect(),
+        },
+    ))
+}
 
-    // Build every stage before any thread starts, so a bad model path or device fails the run
-    // up front instead of after frames have flowed.
+/// A stage with its first instance.
+type Built = (StageSpec, Box<dyn Stage>);
+
+/// Builds every stage before any thread starts, so a bad model path or device fails the run up
+/// front instead of after frames have flowed.
+fn build_stages(stages: Vec<StageSpec>) -> Result<Vec<Built>, PipelineError> {
     let mut built = Vec::with_capacity(stages.len());
     for mut stage in stages {
         let instance =
             (stage.factory)().map_err(|source| PipelineError::StageBuild { stage: stage.name.clone(), source })?;
         built.push((stage, instance));
     }
+    Ok(built)
+}
 
-    let mut queue_reports: Vec<(String, usize, QueuePolicy, Arc<QueueCounters>)> = Vec::new();
-    let mut handles: Vec<(String, JoinHandle<StageOutcome>)> = Vec::new();
+/// What every stage thread is started with.
+struct WorkerSettings<'a> {
+    clock: &'a Clock,
+    supervisor: &'a Supervisor,
+    trace_capacity: usize,
+    max_restarts: u32,
+    deadline_ms: f64,
+}
+
+type QueueCounterSet = Vec<(String, usize, QueuePolicy, Arc<QueueCounters>)>;
+type StageHandles = Vec<(String, JoinHandle<StageOutcome>)>;
+
+/// What `spawn_stages` started.
+struct Spawned {
+    queues: QueueCounterSet,
+    handles: StageHandles,
+    /// The queue capture feeds (none without stages).
+    first: Option<QueueSender<Frame>>,
+    unused_mask_tap: Option<RecordingTap>,
+}
+
+/// Makes the queues (edge k feeds stage k + 1; stage 0 is capture) and starts one thread per
+/// stage.
+fn spawn_stages(
+    built: Vec<Built>,
+    settings: &WorkerSettings,
+    mut mask_tap: Option<RecordingTap>,
+) -> Result<Spawned, PipelineError> {
     let stage_count = built.len();
     let mut names = vec!["capture".to_string()];
     names.extend(built.iter().map(|(s, _)| s.name.clone()));
-
-    // Queues: edge k feeds stage k+1 (stage 0 is capture).
+    let mut queues = Vec::new();
     let mut senders: Vec<Option<QueueSender<Frame>>> = Vec::new();
     let mut receivers: Vec<Option<QueueReceiver<Frame>>> = Vec::new();
     for (k, (stage, _)) in built.iter().enumerate() {
         let (tx, rx, counters) = queue::bounded(stage.queue_capacity, stage.queue_policy);
-        queue_reports.push((
-            format!("{}->{}", names[k], names[k + 1]),
-            stage.queue_capacity,
-            stage.queue_policy,
-            counters,
-        ));
+        queues.push((format!("{}->{}", names[k], names[k + 1]), stage.queue_capacity, stage.queue_policy, counters));
         senders.push(Some(tx));
         receivers.push(Some(rx));
     }
-
-    let deadline_ns = (deadline_ms * 1e6) as u64;
-    let mut mask_tap = mask_tap;
+    let mut handles = Vec::new();
     for (k, (stage, instance)) in built.into_iter().enumerate() {
         let index = k + 1;
         let input = receivers[k].take().expect("one receiver per stage");
@@ -193,13 +251,14 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
             name: stage.name.clone(),
             factory: stage.factory,
             on_error: stage.on_error,
-            max_restarts,
-            supervisor: supervisor.clone(),
-            clock: clock.fork(),
-            trace: TraceBuffer::new(trace_capacity),
-            deadline_ns,
+            max_restarts: settings.max_restarts,
+            supervisor: settings.supervisor.clone(),
+            clock: settings.clock.fork(),
+            trace: TraceBuffer::new(settings.trace_capacity),
+            deadline_ns: (settings.deadline_ms * 1e6) as u64,
             // Only the sink records masks.
             mask_tap: if index == stage_count { mask_tap.take() } else { None },
+            section: None,
         };
         let handle = std::thread::Builder::new()
             .name(format!("stage-{}", stage.name))
@@ -207,24 +266,20 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
             .map_err(|source| PipelineError::Thread { stage: stage.name.clone(), source })?;
         handles.push((stage.name, handle));
     }
+    let first = senders.first_mut().and_then(Option::take);
+    // A pipeline without stages has no sink to take the mask tap: it comes back unused.
+    Ok(Spawned { queues, handles, first, unused_mask_tap: mask_tap })
+}
 
-    let capture = CaptureWorker {
-        supervisor: supervisor.clone(),
-        clock: clock.fork(),
-        trace: TraceBuffer::new(trace_capacity),
-        max_frames,
-        pool: pool.clone(),
-        input_tap,
-    };
-    let first_queue = senders.first_mut().and_then(Option::take);
-    let capture_handle = std::thread::Builder::new()
-        .name("stage-capture".into())
-        .spawn(move || capture.run(source, first_queue))
-        .map_err(|source| PipelineError::Thread { stage: "capture".into(), source })?;
-
-    let (capture_outcome, input_tap, pool_waits) = capture_handle.join().unwrap_or_else(|_| {
+/// Waits for every thread; a thread that panicked is recorded as a fault and safe-stops the run.
+fn join_all(
+    capture: JoinHandle<(StageOutcome, Option<RecordingTap>, u64)>,
+    handles: StageHandles,
+    supervisor: &Supervisor,
+) -> (Vec<StageOutcome>, Option<RecordingTap>, u64) {
+    let (capture_outcome, input_tap, pool_waits) = capture.join().unwrap_or_else(|_| {
         supervisor.request_stop(StopReason::SafeStop);
-        (StageOutcome { report: StageReport::named("capture"), trace: Vec::new(), sink: None, mask_tap: None }, None, 0)
+        (StageOutcome::empty("capture"), None, 0)
     });
     let mut outcomes = vec![capture_outcome];
     for (name, handle) in handles {
@@ -233,19 +288,35 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
                 stage: name.clone(),
                 seq: 0,
                 error: "stage thread panicked".into(),
-                action: "safe-stop".into(),
+                action: FaultAction::SafeStop,
             });
             supervisor.request_stop(StopReason::SafeStop);
-            StageOutcome { report: StageReport::named(&name), trace: Vec::new(), sink: None, mask_tap: None }
+            StageOutcome::empty(&name)
         }));
     }
+    (outcomes, input_tap, pool_waits)
+}
 
-    let mut recordings: Vec<_> = input_tap.into_iter().map(RecordingTap::finish).collect();
-    // A pipeline without stages never handed its mask tap to a sink.
-    let mask_taps = outcomes.iter_mut().filter_map(|o| o.mask_tap.take()).chain(mask_tap);
-    recordings.extend(mask_taps.map(RecordingTap::finish));
+struct AssembleInputs<'a> {
+    source_name: String,
+    mock_clock: bool,
+    supervisor: &'a Supervisor,
+    started: Instant,
+    deadline_ms: f64,
+    queues: QueueCounterSet,
+    /// Buffers, and the times capture waited for one.
+    pool: (usize, u64),
+    /// Recording taps the sink does not hand back (the input's, an unused mask tap).
+    taps: Vec<RecordingTap>,
+}
 
-    let queues = queue_reports
+/// The run report and trace from what the threads handed back.
+fn assemble(outcomes: Vec<StageOutcome>, inputs: AssembleInputs) -> RunResult {
+    let mut outcomes = outcomes;
+    let mut recordings: Vec<_> = inputs.taps.into_iter().map(RecordingTap::finish).collect();
+    recordings.extend(outcomes.iter_mut().filter_map(|o| o.mask_tap.take()).map(RecordingTap::finish));
+    let queues = inputs
+        .queues
         .into_iter()
         .map(|(name, capacity, policy, c)| QueueReport {
             name,
@@ -257,25 +328,26 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
             max_depth: c.max_depth.load(Ordering::Relaxed),
         })
         .collect();
-    let mut trace = Vec::new();
-    let mut stage_reports = Vec::new();
-    let mut sink = None;
+    let (mut trace, mut stages, mut sections, mut sink) = (Vec::new(), Vec::new(), Vec::new(), None);
     for outcome in outcomes {
         trace.extend(outcome.trace);
-        stage_reports.push(outcome.report);
+        if let Some(section) = outcome.section {
+            sections.push((outcome.report.name.clone(), section));
+        }
+        stages.push(outcome.report);
         if outcome.sink.is_some() {
             sink = outcome.sink;
         }
     }
-    tracing::info!(reason = ?supervisor.reason(), "pipeline stopped");
-    let (faults, fault_count) = supervisor.faults();
-    let mut report = Report::assemble(
-        source_name,
-        clock.is_mock(),
-        supervisor.reason(),
-        started.elapsed(),
-        stage_reports,
-        sink.map(|s| EndToEndReport {
+    let deadline_ms = inputs.deadline_ms;
+    let (faults, fault_count) = inputs.supervisor.faults();
+    let report = Report::assemble(ReportParts {
+        source: inputs.source_name,
+        mock_clock: inputs.mock_clock,
+        stop_reason: inputs.supervisor.reason(),
+        wall_time: inputs.started.elapsed(),
+        stages,
+        end_to_end: sink.map(|s| EndToEndReport {
             frames_out: s.frames_out,
             latency: s.end_to_end.summary(),
             after_capture: s.after_capture.summary(),
@@ -285,14 +357,20 @@ pub fn run(spec: PipelineSpec) -> Result<RunResult, PipelineError> {
         }),
         deadline_ms,
         queues,
-        (pool.buffers(), pool_waits),
+        pool: inputs.pool,
         recordings,
         faults,
         fault_count,
-    );
-    report.haptics = haptics_report.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
-    report.segment = segment_report.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
-    Ok(RunResult { report, trace })
+        sections,
+    });
+    RunResult { report, trace }
+}
+
+impl StageOutcome {
+    /// The outcome of a thread that could not report (it panicked).
+    fn empty(name: &str) -> Self {
+        StageOutcome { report: StageReport::named(name), section: None, trace: Vec::new(), sink: None, mask_tap: None }
+    }
 }
 
 struct CaptureWorker {
@@ -340,7 +418,7 @@ impl CaptureWorker {
                     break;
                 }
                 Err(e) => {
-                    self.fail(&name, seq, &e.to_string(), &mut report);
+                    self.fail(&name, seq, &error_chain(&e), &mut report);
                     break;
                 }
             }
@@ -354,7 +432,7 @@ impl CaptureWorker {
             let end_ns = self.clock.now_ns();
             report.frames_in += 1;
             if let Err(e) = filled {
-                self.fail(&name, seq, &e.to_string(), &mut report);
+                self.fail(&name, seq, &error_chain(&e), &mut report);
                 break;
             }
             frame.stamps.set_start(0, receive_ns);
@@ -384,7 +462,7 @@ impl CaptureWorker {
         report.skipped += dropped;
         report.latency = latency.summary();
         report.trace_dropped = self.trace.dropped;
-        let outcome = StageOutcome { report, trace: self.trace.events, sink: None, mask_tap: None };
+        let outcome = StageOutcome { report, section: None, trace: self.trace.events, sink: None, mask_tap: None };
         (outcome, self.input_tap, pool_waits)
     }
 
@@ -395,7 +473,7 @@ impl CaptureWorker {
             stage: "capture".into(),
             seq,
             error: format!("{source}: {error}"),
-            action: "stop".into(),
+            action: FaultAction::Stop,
         });
         self.supervisor.request_stop(StopReason::SourceError);
     }
@@ -412,6 +490,8 @@ struct StageWorker {
     trace: TraceBuffer,
     deadline_ns: u64,
     mask_tap: Option<RecordingTap>,
+    /// The last report section a stopped instance gave (a restart must not lose it).
+    section: Option<serde_json::Value>,
 }
 
 impl StageWorker {
@@ -443,8 +523,7 @@ impl StageWorker {
             let seq = frame.seq;
             let start_ns = self.clock.now_ns();
             let span = tracing::debug_span!("stage", stage = self.name.as_str(), seq).entered();
-            let mut slot = None;
-            let caught = std::panic::catch_unwind(AssertUnwindSafe(|| stage.process(frame, &mut slot)));
+            let caught = std::panic::catch_unwind(AssertUnwindSafe(|| stage.process(frame)));
             drop(span);
             let end_ns = self.clock.now_ns();
             latency.record_ns(end_ns - start_ns);
@@ -456,15 +535,8 @@ impl StageWorker {
                 Err(payload) => (Err(StageError::Failed(format!("panicked: {}", panic_message(&payload)))), true),
             };
             let emitted = match result {
-                Ok(Outcome::Emitted) => match slot.take() {
-                    Some(frame) => Some(frame),
-                    None => {
-                        let e = StageError::Failed("reported a frame but emitted none".into());
-                        self.on_stage_error(&mut stage, seq, e, self.on_error, &mut report);
-                        None
-                    }
-                },
-                Ok(Outcome::Skipped) => {
+                Ok(Some(frame)) => Some(frame),
+                Ok(None) => {
                     report.skipped += 1;
                     None
                 }
@@ -490,10 +562,18 @@ impl StageWorker {
                 (None, None) => {}
             }
         }
-        stage.stop();
+        self.stop(&mut stage);
         report.latency = latency.summary();
         report.trace_dropped = self.trace.dropped;
-        StageOutcome { report, trace: self.trace.events, sink, mask_tap: self.mask_tap }
+        StageOutcome { report, section: self.section, trace: self.trace.events, sink, mask_tap: self.mask_tap }
+    }
+
+    /// Stops an instance and keeps its report section.
+    fn stop(&mut self, stage: &mut Box<dyn Stage>) {
+        stage.stop();
+        if let Some(section) = stage.report() {
+            self.section = Some(section);
+        }
     }
 
     /// The end of the chain: end-to-end latency is output time minus receive time.
@@ -528,7 +608,7 @@ impl StageWorker {
             if report.restarts >= self.max_restarts {
                 action = ErrorPolicy::SafeStop;
             } else {
-                stage.stop();
+                self.stop(stage);
                 match (self.factory)() {
                     Ok(fresh) => {
                         *stage = fresh;
@@ -538,26 +618,21 @@ impl StageWorker {
                         self.supervisor.record_fault(Fault {
                             stage: self.name.clone(),
                             seq,
-                            error: format!("restart failed: {build_error}"),
-                            action: "safe-stop".into(),
+                            error: format!("restart failed: {}", error_chain(&build_error)),
+                            action: FaultAction::SafeStop,
                         });
                         action = ErrorPolicy::SafeStop;
                     }
                 }
             }
         }
-        let action_name = match action {
-            ErrorPolicy::DropFrame => "drop-frame",
-            ErrorPolicy::RestartStage => "restart-stage",
-            ErrorPolicy::SafeStop => "safe-stop",
+        let action = match action {
+            ErrorPolicy::DropFrame => FaultAction::DropFrame,
+            ErrorPolicy::RestartStage => FaultAction::RestartStage,
+            ErrorPolicy::SafeStop => FaultAction::SafeStop,
         };
-        self.supervisor.record_fault(Fault {
-            stage: self.name.clone(),
-            seq,
-            error: error.to_string(),
-            action: action_name.into(),
-        });
-        if action == ErrorPolicy::SafeStop {
+        self.supervisor.record_fault(Fault { stage: self.name.clone(), seq, error: error_chain(&error), action });
+        if action == FaultAction::SafeStop {
             self.supervisor.request_stop(StopReason::SafeStop);
         }
     }

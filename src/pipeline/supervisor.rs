@@ -40,14 +40,45 @@ impl StopReason {
     }
 }
 
+/// What the supervisor did about a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultAction {
+    /// The frame was dropped; the stage goes on.
+    DropFrame,
+    /// The stage was built afresh.
+    RestartStage,
+    /// The whole pipeline stopped and put its outputs in their safe state.
+    SafeStop,
+    /// The source failed: capture stops, the frames in flight are still processed.
+    Stop,
+}
+
+impl FaultAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultAction::DropFrame => "drop-frame",
+            FaultAction::RestartStage => "restart-stage",
+            FaultAction::SafeStop => "safe-stop",
+            FaultAction::Stop => "stop",
+        }
+    }
+}
+
+impl std::fmt::Display for FaultAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A stage error as recorded for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fault {
     pub stage: String,
     pub seq: u64,
+    /// The error and its causes, outermost first, joined by ": ".
     pub error: String,
-    /// What the supervisor did: drop-frame, restart-stage or safe-stop.
-    pub action: String,
+    pub action: FaultAction,
 }
 
 /// Faults kept in the report; later ones are counted only, so a stage failing on every frame

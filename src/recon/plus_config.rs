@@ -15,7 +15,7 @@ use super::settings::{Compounding, HoleFilling, Interpolation, ReconSettings};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlusConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: not well-formed XML: {message}")]
     Xml { path: PathBuf, message: String },

@@ -1,7 +1,7 @@
 //! The reconstruct stage: compounds each tracked frame (and its label mask, when segmentation
 //! left one) into the grey and label volumes as it arrives, keeping no frame. Every
 //! `publish_every_frames` frames with masks it hands a copy of the label volume to a publisher
-//! thread, which computes the signed distance field and leaves it in the haptics [`VolumeSlot`]
+//! thread, which computes the signed distance field and leaves it in the shared [`VolumeSlot`]
 //! (the distance transform takes milliseconds and allocates, so it stays off this thread). A
 //! snapshot of both volumes is taken on request and when the stage stops.
 //!
@@ -17,15 +17,19 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
+use crate::anatomy::{VolumeField, VolumeSlot};
+use crate::config::SourceKind;
 use crate::frame::{Frame, Matrix4, NamedTransform, TransformSet};
 use crate::geometry::resolve;
-use crate::haptics::VolumeSlot;
-use crate::haptics::field::VolumeField;
-use crate::pipeline::stage::{Outcome, Stage, StageError};
+use crate::pipeline::registry::{BuildContext, StageKind};
+use crate::pipeline::stage::{BoxError, ErrorPolicy, Stage, StageError, StageFactory};
 
-use super::grid::OutputGrid;
+use super::ReconError;
+use super::batch::recording_grid;
+use super::grid::{GridError, OutputGrid};
 use super::labels::LabelVolume;
 use super::paste::GreyVolume;
+use super::plus_config::effective_settings;
 use super::settings::ReconSettings;
 
 /// Both volumes at one moment.
@@ -55,6 +59,46 @@ impl SnapshotSlot {
     pub fn latest(&self) -> Option<ReconSnapshot> {
         self.latest.lock().ok()?.clone()
     }
+}
+
+/// The stage kind in the registry: `[reconstruct]`, frames dropped on error.
+pub const KIND: StageKind = StageKind { name: "reconstruct", default_policy: ErrorPolicy::DropFrame, build };
+
+fn build(ctx: &mut BuildContext) -> Result<StageFactory, BoxError> {
+    let config = ctx.config;
+    let (mut settings, calibration) = effective_settings(&config.reconstruct.settings)?;
+    // A recording's extent is known before it plays: grid it as PLUS would (the bounding box of
+    // all its frames) rather than around the first frame as live capture must.
+    if let (SourceKind::Replay, Some(path), None) =
+        (config.capture.kind, &config.capture.path, settings.output_origin_mm)
+    {
+        match recording_grid(path, &settings, &calibration) {
+            Ok(grid) => {
+                let [x, y, z] = grid.dims.map(|d| d as i64 - 1);
+                (settings.output_origin_mm, settings.output_extent) = (Some(grid.origin_mm), Some([0, x, 0, y, 0, z]));
+            }
+            // No tracked frame: the stage counts every frame as untracked, as it would live.
+            Err(ReconError::Grid(GridError::NoValidFrames(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Distance fields are published only for a stage that reads them (the haptic fixture).
+    let volumes = config.haptics.enabled.then(|| ctx.outputs.shared::<VolumeSlot>());
+    let structure = config.haptics.settings.structure_table();
+    let snapshots = ctx.outputs.shared::<SnapshotSlot>();
+    let format = ctx.format;
+    Ok(Box::new(move || {
+        let stage = ReconstructStage::new(
+            &settings,
+            calibration.clone(),
+            format.width,
+            format.height,
+            volumes.clone(),
+            structure,
+            snapshots.clone(),
+        )?;
+        Ok(Box::new(stage) as Box<dyn Stage>)
+    }))
 }
 
 /// Label volumes on their way to the distance-field publisher, and their buffers coming back.
@@ -262,7 +306,7 @@ fn publish_fields(
 }
 
 impl Stage for ReconstructStage {
-    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         let (w, h) = (input.image.width, input.image.height);
         let pose = self.pose(&input);
         match (pose, input.image.as_u8()) {
@@ -292,8 +336,7 @@ impl Stage for ReconstructStage {
         if self.snapshots.requested.load(Ordering::Acquire) {
             self.take_snapshot();
         }
-        *output = Some(input);
-        Ok(Outcome::Emitted)
+        Ok(Some(input))
     }
 
     fn stop(&mut self) {

@@ -10,7 +10,6 @@
 //! New prompts can arrive at any time through the [`PromptInbox`] (the newest wins).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::cpu::ops::CpuOps;
 use super::graph::prompt::{Point, Prompt};
@@ -23,7 +22,8 @@ use super::tracker::{FramePrompt, MaskQuality, Tracker, TrackerSettings};
 use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo};
 use crate::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
 use crate::pipeline::latest::Latest;
-use crate::pipeline::stage::{Outcome, Stage, StageError};
+use crate::pipeline::registry::{BuildContext, StageKind};
+use crate::pipeline::stage::{BoxError, ErrorPolicy, Stage, StageError, StageFactory};
 
 /// Where new prompts (frame pixels) reach the stage; the newest wins.
 pub type PromptInbox = Latest<FramePrompt>;
@@ -55,13 +55,22 @@ pub struct SegmentReport {
     pub predicted_iou_min: Option<f32>,
 }
 
-/// Filled when the stage stops; the runtime copies it into the run report.
-pub type SegmentReportSlot = Arc<std::sync::Mutex<Option<SegmentReport>>>;
+/// The stage kind in the registry: `[segment]`, frames dropped on error.
+pub const KIND: StageKind = StageKind { name: "segment", default_policy: ErrorPolicy::DropFrame, build };
+
+fn build(ctx: &mut BuildContext) -> Result<StageFactory, BoxError> {
+    let settings = ctx.config.segment.settings.clone();
+    let (format, buffers) = (ctx.format, ctx.config.pipeline.pool_frames);
+    let inbox = ctx.outputs.shared::<PromptInbox>();
+    Ok(Box::new(move || {
+        SegmentStage::new(&settings, format.width, format.height, buffers, inbox.clone())
+            .map(|s| Box::new(s) as Box<dyn Stage>)
+    }))
+}
 
 pub struct SegmentStage {
     segmenter: Option<Box<Segmenter>>,
     report: SegmentReport,
-    report_slot: SegmentReportSlot,
     inbox: PromptInbox,
     /// The configured prompt and the frame from which it applies, until that frame arrives.
     scheduled: Option<(FramePrompt, u64)>,
@@ -94,14 +103,15 @@ pub fn load_model(settings: &SegmentSettings) -> Result<LiteMedSam<CpuOps>, Stag
             )
         })?,
     };
-    let manifest = Manifest::load(&dir).map_err(|e| StageError::Failed(e.to_string()))?;
-    let weights = Weights::load(manifest.weights_path(&dir)).map_err(|e| StageError::Failed(e.to_string()))?;
-    let ops = CpuOps::new(settings.threads)
-        .map_err(|e| StageError::Failed(format!("cannot start the CPU engine's threads: {e}")))?;
+    let manifest = Manifest::load(&dir).map_err(|e| StageError::caused("cannot load the segmentation model", e))?;
+    let weights = Weights::load(manifest.weights_path(&dir))
+        .map_err(|e| StageError::caused("cannot load the segmentation model", e))?;
+    let ops =
+        CpuOps::new(settings.threads).map_err(|e| StageError::caused("cannot start the CPU engine's threads", e))?;
     if settings.engine == EngineChoice::Auto {
         tracing::info!("segment: CPU engine ({} threads); the CUDA engine is not built yet", settings.threads);
     }
-    LiteMedSam::plan(ops, &weights).map_err(|e| StageError::Failed(e.to_string()))
+    LiteMedSam::plan(ops, &weights).map_err(|e| StageError::caused("cannot plan the segmentation model", e))
 }
 
 impl SegmentStage {
@@ -113,11 +123,10 @@ impl SegmentStage {
         max_height: usize,
         buffers: usize,
         inbox: PromptInbox,
-        report_slot: SegmentReportSlot,
     ) -> Result<Self, StageError> {
         let report = SegmentReport { engine: "cpu", ..Default::default() };
         let Some(initial) = initial_prompt(settings) else {
-            return Ok(SegmentStage { segmenter: None, report, report_slot, inbox, scheduled: None });
+            return Ok(SegmentStage { segmenter: None, report, inbox, scheduled: None });
         };
         let pixels = max_width * max_height;
         let tracker_settings = TrackerSettings {
@@ -139,7 +148,6 @@ impl SegmentStage {
         Ok(SegmentStage {
             segmenter: Some(Box::new(segmenter)),
             report,
-            report_slot,
             inbox,
             scheduled: Some((initial, settings.prompt_from_frame)),
         })
@@ -156,10 +164,9 @@ fn model_prompt(p: &FramePrompt, letterbox: &Letterbox) -> Prompt {
 }
 
 impl Stage for SegmentStage {
-    fn process(&mut self, mut input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, mut input: Frame) -> Result<Option<Frame>, StageError> {
         let Some(s) = self.segmenter.as_deref_mut() else {
-            *output = Some(input);
-            return Ok(Outcome::Emitted);
+            return Ok(Some(input));
         };
         if let Some((p, from)) = self.scheduled {
             if input.seq >= from {
@@ -174,8 +181,7 @@ impl Stage for SegmentStage {
             self.report.prompts_given += 1;
         }
         let Some((prompt, source)) = s.tracker.prompt() else {
-            *output = Some(input);
-            return Ok(Outcome::Emitted);
+            return Ok(Some(input));
         };
         let (w, h, seq) = (input.image.width, input.image.height, input.seq);
         let bad = |reason: String| StageError::BadFrame { seq, reason };
@@ -216,13 +222,11 @@ impl Stage for SegmentStage {
             flagged,
             engine: "cpu",
         });
-        *output = Some(input);
-        Ok(Outcome::Emitted)
+        Ok(Some(input))
     }
 
-    fn stop(&mut self) {
-        if self.segmenter.is_some() {
-            *self.report_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.report.clone());
-        }
+    /// Only when the model ran: a stage without a prompt has nothing to report.
+    fn report(&self) -> Option<serde_json::Value> {
+        self.segmenter.as_ref().and_then(|_| serde_json::to_value(&self.report).ok())
     }
 }

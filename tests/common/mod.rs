@@ -10,7 +10,7 @@ use sonoflow::capture::{CaptureError, Next, Source, SourceFormat};
 use sonoflow::frame::{Frame, IDENTITY, PixelData, PixelFormat, TransformStatus};
 use sonoflow::pipeline::report::Report;
 use sonoflow::pipeline::{
-    Clock, ErrorPolicy, Outcome, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, Supervisor, run,
+    Clock, ErrorPolicy, PipelineSpec, QueuePolicy, Stage, StageError, StageSpec, StopReason, Supervisor, run,
 };
 
 pub const WIDTH: usize = 32;
@@ -93,11 +93,10 @@ pub struct RecordingStage {
 }
 
 impl Stage for RecordingStage {
-    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         let x = input.transforms.get("ProbeToTracker").map_or(f64::NAN, |t| t.matrix[3]);
         self.seen.lock().unwrap().push((input.seq, x));
-        *output = Some(input);
-        Ok(Outcome::Emitted)
+        Ok(Some(input))
     }
 }
 
@@ -107,10 +106,9 @@ pub struct SlowStage {
 }
 
 impl Stage for SlowStage {
-    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         std::thread::sleep(self.delay);
-        *output = Some(input);
-        Ok(Outcome::Emitted)
+        Ok(Some(input))
     }
 }
 
@@ -121,12 +119,11 @@ pub struct FailingStage {
 }
 
 impl Stage for FailingStage {
-    fn process(&mut self, input: Frame, output: &mut Option<Frame>) -> Result<Outcome, StageError> {
+    fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         if self.fail_on.contains(&input.seq) {
             return Err(StageError::Failed(format!("injected failure at {}", input.seq)));
         }
-        *output = Some(input);
-        Ok(Outcome::Emitted)
+        Ok(Some(input))
     }
     fn stop(&mut self) {
         self.stops.fetch_add(1, Ordering::SeqCst);
@@ -175,9 +172,7 @@ pub fn pipeline_spec(source: impl Source + 'static, stages: Vec<StageSpec>, cloc
         input_tap: None,
         mask_tap: None,
         supervisor: Supervisor::new(),
-        haptics_report: None,
-        segment_report: None,
-        recon_snapshots: None,
+        outputs: Default::default(),
     }
 }
 

@@ -71,7 +71,7 @@ pub enum SimulationError {
     Frame { index: usize, message: String },
     #[error(transparent)]
     Sequence(#[from] crate::io::SequenceError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }
 
