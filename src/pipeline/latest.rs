@@ -1,7 +1,6 @@
 //! A one-value hand-over between threads where the newest value wins: a producer `put`s whenever
 //! it has something new (replacing an unread value), a consumer `take`s when it is ready. Lock-free
-//! and allocation-free (a one-slot `ArrayQueue`), so either side may sit on a hot path. Used for
-//! force targets, distance fields and segmentation prompts.
+//! and allocation-free (a one-slot `ArrayQueue`), so either side may sit on a hot path.
 
 use std::sync::Arc;
 

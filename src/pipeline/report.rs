@@ -92,7 +92,7 @@ pub struct Report {
     pub fault_count: u64,
     pub faults: Vec<Fault>,
     /// Each stage's own section ([`Stage::report`]) under the stage's name, at the top level of
-    /// the JSON (e.g. `segment`, `haptics`).
+    /// the JSON.
     ///
     /// [`Stage::report`]: crate::pipeline::stage::Stage::report
     #[serde(flatten)]

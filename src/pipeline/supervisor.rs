@@ -88,7 +88,7 @@ pub const MAX_RECORDED_FAULTS: usize = 256;
 #[derive(Debug, Default)]
 struct Shared {
     reason: AtomicU8,
-    /// Faults so far, readable without the lock (the haptics loop checks it every tick).
+    /// Faults so far, readable without the lock (a device loop may check it every tick).
     fault_count: AtomicU64,
     faults: Mutex<(Vec<Fault>, u64)>,
 }

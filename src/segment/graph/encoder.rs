@@ -23,13 +23,26 @@ const SIDES: [usize; 4] = [256, 128, 64, 64];
 const LN_EPS: f32 = 1e-5;
 const LN2D_EPS: f32 = 1e-6;
 
-struct MbConv<O: Ops> {
-    conv1: O::Linear,
-    conv2: O::Depthwise,
-    conv3: O::Linear,
+/// TinyViT's MBConv (the student uses it too).
+pub(super) struct MbConv<O: Ops> {
+    pub conv1: O::Linear,
+    pub conv2: O::Depthwise,
+    pub conv3: O::Linear,
 }
 
-struct PatchMerging<O: Ops> {
+impl<O: Ops> MbConv<O> {
+    /// `prefix.conv{1,2,3}` with `c` channels and 4c hidden.
+    pub(super) fn load(ops: &mut O, w: &WeightSource, prefix: &str, c: usize) -> Result<Self, WeightsError> {
+        Ok(MbConv {
+            conv1: w.conv1x1(ops, &format!("{prefix}.conv1"), 4 * c, c)?,
+            conv2: w.depthwise(ops, &format!("{prefix}.conv2"), 4 * c)?,
+            conv3: w.conv1x1(ops, &format!("{prefix}.conv3"), c, 4 * c)?,
+        })
+    }
+}
+
+/// TinyViT's PatchMerging (the student uses it too).
+pub(super) struct PatchMerging<O: Ops> {
     conv1: O::Linear,
     conv2: O::Depthwise,
     conv3: O::Linear,
@@ -39,7 +52,8 @@ struct PatchMerging<O: Ops> {
     dim_out: usize,
 }
 
-struct Block<O: Ops> {
+/// One TinyViT block (the student uses it too).
+pub(super) struct Block<O: Ops> {
     norm: (O::Vector, O::Vector),
     qkv: O::Linear,
     /// The qkv row of a token that pads the grid to whole windows (see `block`).
@@ -72,18 +86,133 @@ pub struct Encoder<O: Ops> {
     pub embedding: Buf,
 }
 
-fn geometry(stage: usize) -> WindowGeometry {
-    let (side, ws) = (SIDES[stage], WINDOWS[stage]);
-    let padded = side.next_multiple_of(ws);
+impl<O: Ops> PatchMerging<O> {
+    /// `prefix.conv{1,2,3}`: `dim_in` → `dim_out` channels on a `side_in`² grid.
+    pub(super) fn load(
+        ops: &mut O,
+        w: &WeightSource,
+        prefix: &str,
+        (dim_in, dim_out): (usize, usize),
+        side_in: usize,
+        stride: usize,
+    ) -> Result<Self, WeightsError> {
+        Ok(PatchMerging {
+            conv1: w.conv1x1(ops, &format!("{prefix}.conv1"), dim_out, dim_in)?,
+            conv2: w.depthwise(ops, &format!("{prefix}.conv2"), dim_out)?,
+            conv3: w.conv1x1(ops, &format!("{prefix}.conv3"), dim_out, dim_out)?,
+            stride,
+            side_in,
+            dim_in,
+            dim_out,
+        })
+    }
+
+    /// Side of the output grid.
+    pub(super) fn side_out(&self) -> usize {
+        (self.side_in + 2 - 3) / self.stride + 1
+    }
+
+    /// `x` (side_in² × dim_in tokens) → `out` (side_out² × dim_out); `h1` and `h2` are scratch
+    /// of at least side_in² · dim_out floats. `out` may be `x`.
+    pub(super) fn run(&self, ops: &mut O, x: Buf, out: Buf, h1: Buf, h2: Buf) {
+        let n_in = self.side_in * self.side_in;
+        let n_out = self.side_out() * self.side_out();
+        let h1 = h1.prefix(n_in * self.dim_out);
+        ops.linear(x.prefix(n_in * self.dim_in), n_in, &self.conv1, h1, Epilogue::Gelu);
+        let h2 = h2.prefix(n_out * self.dim_out);
+        ops.depthwise(h1, self.side_in, self.side_in, self.dim_out, self.stride, &self.conv2, true, h2);
+        ops.linear(h2, n_out, &self.conv3, out.prefix(n_out * self.dim_out), Epilogue::None);
+    }
+}
+
+impl<O: Ops> Block<O> {
+    /// `prefix.attn.*`, `prefix.local_conv`, `prefix.mlp.*` for the block geometry `g`.
+    pub(super) fn load(ops: &mut O, w: &WeightSource, q: &str, g: WindowGeometry) -> Result<Self, WeightsError> {
+        let c = g.heads * g.head_dim;
+        Ok(Block {
+            norm: norm(ops, w, &format!("{q}.attn.norm"), c)?,
+            qkv: linear(ops, w, &format!("{q}.attn.qkv"), 3 * c, c)?,
+            padding_qkv: ops.vector(&padding_qkv(w, q, c)?),
+            biases: {
+                let t = w.get(&format!("{q}.attn.attention_biases"), &[g.heads, g.window * g.window])?;
+                ops.vector(&expand_window_bias(t, g.heads, g.window))
+            },
+            proj: linear(ops, w, &format!("{q}.attn.proj"), c, c)?,
+            local: w.depthwise(ops, &format!("{q}.local_conv"), c)?,
+            mlp_norm: norm(ops, w, &format!("{q}.mlp.norm"), c)?,
+            fc1: linear(ops, w, &format!("{q}.mlp.fc1"), 4 * c, c)?,
+            fc2: linear(ops, w, &format!("{q}.mlp.fc2"), c, 4 * c)?,
+            geometry: g,
+        })
+    }
+
+    /// Floats of the block's activation.
+    pub(super) fn activation_len(&self) -> usize {
+        let g = &self.geometry;
+        g.height * g.width * g.heads * g.head_dim
+    }
+
+    /// The block from `x` into `y` (`x` is overwritten on the way); `qkv` is scratch of at least
+    /// 3 × the activation.
+    pub(super) fn run(&self, ops: &mut O, x: Buf, y: Buf, qkv: Buf) {
+        let g = &self.geometry;
+        let c = g.heads * g.head_dim;
+        let n = g.height * g.width;
+        let x = x.prefix(n * c);
+        // The reference pads with zeros *before* the attention's LayerNorm, so padding tokens
+        // take part as keys and values (there is no mask), all with one qkv row, computed at
+        // plan time; only the image's own tokens go through the norm and the product.
+        ops.layer_norm(x, n, &self.norm.0, &self.norm.1, LN_EPS, y.prefix(n * c));
+        ops.linear(y.prefix(n * c), n, &self.qkv, qkv.prefix(n * 3 * c), Epilogue::None);
+        ops.window_attention(qkv.prefix(n * 3 * c), &self.padding_qkv, g, &self.biases, y.prefix(n * c));
+        ops.linear(y.prefix(n * c), n, &self.proj, x, Epilogue::AddToOutput);
+        // The local depthwise conv has no residual and no activation.
+        ops.depthwise(x, g.height, g.width, c, 1, &self.local, false, y.prefix(n * c));
+        ops.mlp(y.prefix(n * c), n, &self.mlp_norm.0, &self.mlp_norm.1, LN_EPS, &self.fc1, &self.fc2);
+    }
+}
+
+/// Runs MBConv blocks (GELU after the residual add) on a `side`² × `c` image in turn,
+/// ping-ponging between `x` and `y`; the result ends in `x`.
+pub(super) fn run_mbconvs<O: Ops>(ops: &mut O, blocks: &[MbConv<O>], side: usize, c: usize, x: Buf, y: Buf) {
+    let (x, y) = (x.prefix(side * side * c), y.prefix(side * side * c));
+    for (i, m) in blocks.iter().enumerate() {
+        let (from, to) = if i % 2 == 0 { (x, y) } else { (y, x) };
+        ops.mbconv(from, side, side, &m.conv1, &m.conv2, &m.conv3, to);
+    }
+    if blocks.len() % 2 == 1 {
+        ops.copy(y, x);
+    }
+}
+
+/// Runs `blocks` in turn, ping-ponging between `x` and `y`; the result ends in `x`.
+pub(super) fn run_blocks<O: Ops>(ops: &mut O, blocks: &[Block<O>], x: Buf, y: Buf, qkv: Buf) {
+    for (i, b) in blocks.iter().enumerate() {
+        let (from, to) = if i % 2 == 0 { (x, y) } else { (y, x) };
+        b.run(ops, from, to, qkv);
+    }
+    if blocks.len() % 2 == 1 {
+        let n = blocks[0].activation_len();
+        ops.copy(y.prefix(n), x.prefix(n));
+    }
+}
+
+/// Window geometry of a square `side`² token grid.
+pub(super) fn window_geometry(side: usize, window: usize, heads: usize, channels: usize) -> WindowGeometry {
+    let padded = side.next_multiple_of(window);
     WindowGeometry {
         height: side,
         width: side,
         padded_height: padded,
         padded_width: padded,
-        window: ws,
-        heads: HEADS[stage],
-        head_dim: DIMS[stage] / HEADS[stage],
+        window,
+        heads,
+        head_dim: channels / heads,
     }
+}
+
+fn geometry(stage: usize) -> WindowGeometry {
+    window_geometry(SIDES[stage], WINDOWS[stage], HEADS[stage], DIMS[stage])
 }
 
 impl<O: Ops> Encoder<O> {
@@ -95,54 +224,28 @@ impl<O: Ops> Encoder<O> {
         let seq0_bias = w.get(&format!("{p}.patch_embed.seq.0.bias"), &[32])?;
         let patch0 = ops.linear_weight(&summed, 32, 1, Some(seq0_bias));
         let patch2 = w.conv1x1(ops, &format!("{p}.patch_embed.seq.2"), 64, 32)?;
-        let mut mbconv = Vec::new();
-        for b in 0..DEPTHS[0] {
-            let q = format!("{p}.layers.0.blocks.{b}");
-            let (c, h) = (DIMS[0], 4 * DIMS[0]);
-            mbconv.push(MbConv {
-                conv1: w.conv1x1(ops, &format!("{q}.conv1"), h, c)?,
-                conv2: w.depthwise(ops, &format!("{q}.conv2"), h)?,
-                conv3: w.conv1x1(ops, &format!("{q}.conv3"), c, h)?,
-            });
-        }
+        let mbconv = (0..DEPTHS[0])
+            .map(|b| MbConv::load(ops, w, &format!("{p}.layers.0.blocks.{b}"), DIMS[0]))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut merges = Vec::new();
         for s in 0..3 {
-            let q = format!("{p}.layers.{s}.downsample");
             let (cin, cout) = (DIMS[s], DIMS[s + 1]);
-            merges.push(PatchMerging {
-                conv1: w.conv1x1(ops, &format!("{q}.conv1"), cout, cin)?,
-                conv2: w.depthwise(ops, &format!("{q}.conv2"), cout)?,
-                conv3: w.conv1x1(ops, &format!("{q}.conv3"), cout, cout)?,
-                // Hard-coded in the reference: no downsampling into 320 channels.
-                stride: if cout == 320 { 1 } else { 2 },
-                side_in: SIDES[s],
-                dim_in: cin,
-                dim_out: cout,
-            });
+            // Hard-coded in the reference: no downsampling into 320 channels.
+            let stride = if cout == 320 { 1 } else { 2 };
+            merges.push(PatchMerging::load(
+                ops,
+                w,
+                &format!("{p}.layers.{s}.downsample"),
+                (cin, cout),
+                SIDES[s],
+                stride,
+            )?);
         }
         let mut stages = Vec::new();
         for s in 1..4 {
-            let c = DIMS[s];
-            let g = geometry(s);
-            let mut blocks = Vec::new();
-            for b in 0..DEPTHS[s] {
-                let q = format!("{p}.layers.{s}.blocks.{b}");
-                blocks.push(Block {
-                    norm: norm(ops, w, &format!("{q}.attn.norm"), c)?,
-                    qkv: linear(ops, w, &format!("{q}.attn.qkv"), 3 * c, c)?,
-                    padding_qkv: ops.vector(&padding_qkv(w, &q, c)?),
-                    biases: {
-                        let t = w.get(&format!("{q}.attn.attention_biases"), &[g.heads, g.window * g.window])?;
-                        ops.vector(&expand_window_bias(t, g.heads, g.window))
-                    },
-                    proj: linear(ops, w, &format!("{q}.attn.proj"), c, c)?,
-                    local: w.depthwise(ops, &format!("{q}.local_conv"), c)?,
-                    mlp_norm: norm(ops, w, &format!("{q}.mlp.norm"), c)?,
-                    fc1: linear(ops, w, &format!("{q}.mlp.fc1"), 4 * c, c)?,
-                    fc2: linear(ops, w, &format!("{q}.mlp.fc2"), c, 4 * c)?,
-                    geometry: g,
-                });
-            }
+            let blocks = (0..DEPTHS[s])
+                .map(|b| Block::load(ops, w, &format!("{p}.layers.{s}.blocks.{b}"), geometry(s)))
+                .collect::<Result<Vec<_>, _>>()?;
             stages.push(blocks);
         }
         let neck0 = {
@@ -192,26 +295,10 @@ impl<O: Ops> Encoder<O> {
         // Patch embedding: two 1×1 convolutions at full resolution (no downsampling here).
         ops.linear(self.input, pixels, &self.patch0, big1.prefix(pixels * 32), Epilogue::Gelu);
         ops.linear(big1.prefix(pixels * 32), pixels, &self.patch2, x.prefix(pixels * 64), Epilogue::None);
-        // MBConv blocks (GELU after the residual add), ping-ponging between x and y.
-        let (x64, y64) = (x.prefix(pixels * 64), y.prefix(pixels * 64));
-        for (i, m) in self.mbconv.iter().enumerate() {
-            let (from, to) = if i % 2 == 0 { (x64, y64) } else { (y64, x64) };
-            ops.mbconv(from, 256, 256, &m.conv1, &m.conv2, &m.conv3, to);
-        }
-        if self.mbconv.len() % 2 == 1 {
-            ops.copy(y64, x64);
-        }
+        run_mbconvs(ops, &self.mbconv, INPUT_SIDE, DIMS[0], x, y);
         for (s, blocks) in self.stages.iter().enumerate() {
-            self.merge(ops, &self.merges[s]);
-            // Each block leaves its output in its second buffer: ping-pong between x and y.
-            for (i, b) in blocks.iter().enumerate() {
-                let (from, to) = if i % 2 == 0 { (x, y) } else { (y, x) };
-                self.block(ops, b, from, to);
-            }
-            if blocks.len() % 2 == 1 {
-                let n = b_tokens(blocks);
-                ops.copy(y.prefix(n), x.prefix(n));
-            }
+            self.merges[s].run(ops, x, x, big1, big2);
+            run_blocks(ops, blocks, x, y, big1);
         }
         // Neck: 1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d (eps 1e-6, over channels).
         let tokens = EMBED_SIDE * EMBED_SIDE;
@@ -228,42 +315,6 @@ impl<O: Ops> Encoder<O> {
         ops.linear(big1.prefix(tokens * 9 * 256), tokens, &self.neck2, y.prefix(tokens * 256), Epilogue::None);
         ops.layer_norm(y.prefix(tokens * 256), tokens, &self.neck3.0, &self.neck3.1, LN2D_EPS, self.embedding);
     }
-
-    fn merge(&self, ops: &mut O, m: &PatchMerging<O>) {
-        let (x, big1, big2) = (self.x, self.big1, self.big2);
-        let n_in = m.side_in * m.side_in;
-        let side_out = (m.side_in + 2 - 3) / m.stride + 1;
-        let n_out = side_out * side_out;
-        let h1 = big1.prefix(n_in * m.dim_out);
-        ops.linear(x.prefix(n_in * m.dim_in), n_in, &m.conv1, h1, Epilogue::Gelu);
-        let h2 = big2.prefix(n_out * m.dim_out);
-        ops.depthwise(h1, m.side_in, m.side_in, m.dim_out, m.stride, &m.conv2, true, h2);
-        ops.linear(h2, n_out, &m.conv3, x.prefix(n_out * m.dim_out), Epilogue::None);
-    }
-
-    /// One TinyViT block from `x` into `y` (`x` is overwritten on the way).
-    fn block(&self, ops: &mut O, b: &Block<O>, x: Buf, y: Buf) {
-        let big1 = self.big1;
-        let g = &b.geometry;
-        let c = g.heads * g.head_dim;
-        let n = g.height * g.width;
-        let x = x.prefix(n * c);
-        // The reference pads with zeros *before* the attention's LayerNorm, so padding tokens
-        // take part as keys and values (there is no mask), all with one qkv row, computed at
-        // plan time; only the image's own tokens go through the norm and the product.
-        ops.layer_norm(x, n, &b.norm.0, &b.norm.1, LN_EPS, y.prefix(n * c));
-        ops.linear(y.prefix(n * c), n, &b.qkv, big1.prefix(n * 3 * c), Epilogue::None);
-        ops.window_attention(big1.prefix(n * 3 * c), &b.padding_qkv, g, &b.biases, y.prefix(n * c));
-        ops.linear(y.prefix(n * c), n, &b.proj, x, Epilogue::AddToOutput);
-        // The local depthwise conv has no residual and no activation.
-        ops.depthwise(x, g.height, g.width, c, 1, &b.local, false, y.prefix(n * c));
-        ops.mlp(y.prefix(n * c), n, &b.mlp_norm.0, &b.mlp_norm.1, LN_EPS, &b.fc1, &b.fc2);
-    }
-}
-
-/// Floats of one block's activation in a stage.
-fn b_tokens<O: Ops>(blocks: &[Block<O>]) -> usize {
-    blocks.first().map_or(0, |b| b.geometry.height * b.geometry.width * b.geometry.heads * b.geometry.head_dim)
 }
 
 /// The qkv row of a zero token after the attention's LayerNorm: the norm maps zeros to its shift
