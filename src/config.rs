@@ -174,19 +174,15 @@ pub struct StageConfig {
     pub enabled: bool,
     /// Unset: the stage's own default (safe-stop for haptics, drop-frame for the others).
     pub on_error: Option<ErrorPolicy>,
-    /// Frames the queue in front of this stage holds.
-    pub queue_capacity: usize,
+    /// Frames the queue in front of this stage holds; unset: the stage's own default (1 in front
+    /// of segmentation, so a live pipeline segments only the newest frame; 4 elsewhere).
+    pub queue_capacity: Option<usize>,
     pub queue_policy: QueuePolicy,
 }
 
 impl Default for StageConfig {
     fn default() -> Self {
-        StageConfig {
-            enabled: true,
-            on_error: None,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            queue_policy: QueuePolicy::DropOldest,
-        }
+        StageConfig { enabled: true, on_error: None, queue_capacity: None, queue_policy: QueuePolicy::DropOldest }
     }
 }
 
@@ -358,7 +354,9 @@ impl Config {
         in_range("pipeline.pool_frames", p.pool_frames, 2..=MAX_POOL_FRAMES)?;
         in_range("pipeline.max_restarts", p.max_restarts, 0..=100)?;
         for (name, stage) in self.stages() {
-            in_range(&format!("{name}.queue_capacity"), stage.queue_capacity, 1..=MAX_QUEUE_CAPACITY)?;
+            if let Some(capacity) = stage.queue_capacity {
+                in_range(&format!("{name}.queue_capacity"), capacity, 1..=MAX_QUEUE_CAPACITY)?;
+            }
         }
         let m = &self.metrics;
         if !(m.deadline_ms.is_finite() && m.deadline_ms > 0.0) {
@@ -371,15 +369,15 @@ impl Config {
         if let Err(e) = self.capture.gstreamer.validate() {
             return Err(invalid(&format!("capture.gstreamer.{}", e.key), e.message));
         }
-        if let Some(spacing) = self.capture.spacing_mm {
-            if !spacing.iter().all(|s| s.is_finite() && *s > 0.0) {
-                return Err(invalid("capture.spacing_mm", format!("{spacing:?}: both must be positive mm")));
-            }
+        if let Some(spacing) = self.capture.spacing_mm
+            && !spacing.iter().all(|s| s.is_finite() && *s > 0.0)
+        {
+            return Err(invalid("capture.spacing_mm", format!("{spacing:?}: both must be positive mm")));
         }
-        if let Some([_, _, w, h]) = self.capture.roi_px {
-            if w == 0 || h == 0 {
-                return Err(invalid("capture.roi_px", "width and height must be positive"));
-            }
+        if let Some([_, _, w, h]) = self.capture.roi_px
+            && (w == 0 || h == 0)
+        {
+            return Err(invalid("capture.roi_px", "width and height must be positive"));
         }
         if let Err(e) = self.segment.settings.validate() {
             return Err(invalid(&format!("segment.{}", e.key), e.message));
@@ -396,7 +394,9 @@ impl Config {
     /// Frames that can be in flight at once: one per queue slot and stage, plus the one being
     /// captured and the one leaving the sink.
     pub fn frames_in_flight(&self) -> usize {
-        self.stages().iter().filter(|(_, s)| s.enabled).map(|(_, s)| s.queue_capacity + 1).sum::<usize>() + 2
+        // An unset capacity counts at the largest default: an upper bound is enough to size the pool.
+        let capacity = |s: &StageConfig| s.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
+        self.stages().iter().filter(|(_, s)| s.enabled).map(|(_, s)| capacity(s) + 1).sum::<usize>() + 2
     }
 
     fn check_consistency(&self) -> Result<(), ConfigError> {
@@ -418,16 +418,15 @@ impl Config {
                 ),
             ));
         }
-        if self.pipeline.clock == ClockKind::Mock {
-            if let Some((name, _)) =
+        if self.pipeline.clock == ClockKind::Mock
+            && let Some((name, _)) =
                 self.stages().into_iter().find(|(_, s)| s.enabled && s.queue_policy != QueuePolicy::Block)
-            {
-                return Err(invalid(
-                    &format!("{name}.queue_policy"),
-                    "the mock clock is for deterministic runs and needs \"block\" queues (which frames a \
+        {
+            return Err(invalid(
+                &format!("{name}.queue_policy"),
+                "the mock clock is for deterministic runs and needs \"block\" queues (which frames a \
                      drop-oldest queue drops depends on thread timing)",
-                ));
-            }
+            ));
         }
         let kind = self.capture.kind;
         match (kind.reads_file(), &self.capture.path) {
@@ -475,10 +474,10 @@ impl Config {
             ("reconstruct.plus_config", &self.reconstruct.settings.plus_config),
         ];
         for (key, path) in inputs {
-            if let Some(path) = path {
-                if !path.is_file() {
-                    return Err(invalid(key, format!("{} does not exist or is not a file", path.display())));
-                }
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(invalid(key, format!("{} does not exist or is not a file", path.display())));
             }
         }
         let outputs = [
@@ -550,7 +549,7 @@ mod tests {
     #[test]
     fn haptics_section_mixes_stage_keys_and_its_own() {
         let c = Config::parse("[haptics]\nqueue_capacity = 2\nmargin_mm = 3.5\nport = \"/dev/ttyACM0\"\n").unwrap();
-        assert_eq!(c.haptics.queue_capacity, 2);
+        assert_eq!(c.haptics.queue_capacity, Some(2));
         assert_eq!(c.haptics.settings.margin_mm, 3.5);
         assert_eq!(c.haptics.settings.port.as_deref(), Some("/dev/ttyACM0"));
         let err = Config::parse("[haptics]\nmargin = 3.5\n").unwrap_err();
@@ -561,8 +560,12 @@ mod tests {
 
     #[test]
     fn stage_keys_list_every_stage_config_field() {
-        let value = toml::Value::try_from(StageConfig { on_error: Some(ErrorPolicy::DropFrame), ..Default::default() })
-            .unwrap();
+        let value = toml::Value::try_from(StageConfig {
+            on_error: Some(ErrorPolicy::DropFrame),
+            queue_capacity: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
         let mut keys: Vec<_> = value.as_table().unwrap().keys().cloned().collect();
         keys.sort();
         let mut expected = STAGE_KEYS.map(String::from).to_vec();

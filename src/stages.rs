@@ -11,9 +11,19 @@ use crate::pipeline::registry::{BuildContext, StageKind};
 use crate::pipeline::stage::{BoxError, ErrorPolicy, Stage, StageFactory};
 
 pub const REGISTRY: &[StageKind] = &[
-    StageKind { name: "preprocess", default_policy: ErrorPolicy::DropFrame, build: pass_through },
+    StageKind {
+        name: "preprocess",
+        default_policy: ErrorPolicy::DropFrame,
+        default_queue_capacity: 4,
+        build: pass_through,
+    },
     crate::segment::stage::KIND,
-    StageKind { name: "threshold", default_policy: ErrorPolicy::DropFrame, build: pass_through },
+    StageKind {
+        name: "threshold",
+        default_policy: ErrorPolicy::DropFrame,
+        default_queue_capacity: 4,
+        build: pass_through,
+    },
     crate::recon::stage::KIND,
     crate::haptics::stage::KIND,
 ];

@@ -22,7 +22,10 @@ fn options(pace: Pace, looping: bool) -> DicomOptions {
 
 /// Plays `source` to its end (or `limit` frames), returning each frame's pixels, capture time,
 /// and the clock's time when it was released.
-fn play(source: &mut dyn Source, clock: &mut Clock, limit: usize) -> Vec<(Vec<u8>, f64, u64, [f64; 2], usize, usize)> {
+/// One released frame: pixels, capture time, release time, spacing, width, height.
+type Played = (Vec<u8>, f64, u64, [f64; 2], usize, usize);
+
+fn play(source: &mut dyn Source, clock: &mut Clock, limit: usize) -> Vec<Played> {
     let f = source.format();
     let pool = PixelPool::new(f.pixel_format, f.width * f.height, 2);
     let mut out = Vec::new();

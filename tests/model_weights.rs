@@ -107,7 +107,7 @@ fn read_fold_write_load_round_trip() {
     assert_eq!(w.expect_shape("dec.scale", &[]).unwrap().data, [-3.5]);
     assert_eq!(w.param_count(), 8 + 4 + 12 + 3 + 1 + 10);
     assert_eq!(w.param_count_under("enc."), 27);
-    assert!(w.iter().all(|t| t.data.as_ptr() as usize % 64 == 0));
+    assert!(w.iter().all(|t| (t.data.as_ptr() as usize).is_multiple_of(64)));
 }
 
 #[test]

@@ -79,10 +79,8 @@ impl Stage for Probe {
     fn process(&mut self, input: Frame) -> Result<Option<Frame>, StageError> {
         let measuring = input.seq >= WARM_UP_FRAMES;
         let entry = allocations_here();
-        if measuring {
-            if let Some(last_exit) = self.last_exit {
-                self.counts.per_frame_loop.fetch_add(entry - last_exit, Ordering::Relaxed);
-            }
+        if measuring && let Some(last_exit) = self.last_exit {
+            self.counts.per_frame_loop.fetch_add(entry - last_exit, Ordering::Relaxed);
         }
         let result = self.inner.process(input);
         let exit = allocations_here();

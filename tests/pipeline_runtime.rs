@@ -245,3 +245,31 @@ fn an_interrupt_cuts_a_long_pacing_wait_short() {
     let r = run_interrupted_after(spec, Duration::from_millis(100));
     assert_eq!((r.stop_reason, r.frames_in, r.frames_out), (StopReason::Interrupted, 1, 1));
 }
+
+#[test]
+fn a_live_edge_drops_frames_older_than_the_deadline_as_stale() {
+    // Capture delivers 20 frames at once; the stage takes 40 ms a frame against a 30 ms deadline,
+    // so every frame that waited behind another is stale by the time the stage is free.
+    let stages = vec![spec_of("slow", QueuePolicy::DropOldest, 4, ErrorPolicy::DropFrame, || SlowStage {
+        delay: Duration::from_millis(40),
+    })];
+    let mut spec = pipeline_spec(CountingSource::new(20), stages, Clock::monotonic());
+    spec.deadline_ms = 30.0;
+    let r = run(spec).unwrap().report;
+    let q = &r.queues[0];
+    assert!(q.stale >= 1, "{q:?}");
+    // Every frame is accounted for: processed, displaced by a newer one, or discarded as stale.
+    assert_eq!(r.stages[1].frames_in + q.dropped + q.stale, 20, "{q:?}");
+    assert_eq!(r.total_drops(), q.dropped + q.stale);
+}
+
+#[test]
+fn a_blocking_edge_processes_every_frame_however_late() {
+    let stages = vec![spec_of("slow", QueuePolicy::Block, 4, ErrorPolicy::DropFrame, || SlowStage {
+        delay: Duration::from_millis(10),
+    })];
+    let mut spec = pipeline_spec(CountingSource::new(10), stages, Clock::monotonic());
+    spec.deadline_ms = 1.0;
+    let r = run(spec).unwrap().report;
+    assert_eq!((r.frames_out, r.queues[0].stale), (10, 0));
+}

@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn a_single_point_gives_squared_euclidean_distances() {
         let dims = [5, 4, 3];
-        let mut features = vec![false; 60];
+        let mut features = [false; 60];
         features[2 + 5 + 20] = true; // (2, 1, 1)
         let mut out = vec![0.0; 60];
         squared_distances(dims, [1.0, 2.0, 0.5], |i| features[i], &mut out, &mut Scratch::new(5));
@@ -143,7 +143,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let n = nx * ny * nz;
-            let features: Vec<bool> = (0..n).map(|i| (seed.rotate_left(i as u32 % 64) ^ i as u64) % 5 == 0).collect();
+            let features: Vec<bool> = (0..n).map(|i| (seed.rotate_left(i as u32 % 64) ^ i as u64).is_multiple_of(5)).collect();
             let mut out = vec![0.0; n];
             let dims = [nx, ny, nz];
             squared_distances(dims, [sx, sy, sz], |i| features[i], &mut out, &mut Scratch::new(7));

@@ -13,7 +13,7 @@ use clap::Args;
 use sonoflow::capture::simulator::{LABEL_LESION, SimulationSpec, Simulator, label_box};
 use sonoflow::segment::cpu::ops::OpKind;
 use sonoflow::segment::graph::prompt::Prompt;
-use sonoflow::segment::settings::SegmentSettings;
+use sonoflow::segment::settings::{ModelChoice, SegmentSettings};
 use sonoflow::segment::stage::load_model;
 use sonoflow::segment::{Letterbox, Preprocessor};
 
@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// Folder of the model (default: the first engines/litemedsam found upwards).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
+    /// The image encoder to time.
+    #[arg(long, value_enum, env = "SONOFLOW_BENCH_MODEL", default_value = "litemedsam")]
+    pub model: ModelChoice,
 }
 
 /// A simulated frame through the lesion, with the lesion's bounding box grown by 5 px.
@@ -84,7 +87,12 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         None => simulated_frame()?,
     };
-    let settings = SegmentSettings { threads: args.threads, model_dir: args.model_dir.clone(), ..Default::default() };
+    let settings = SegmentSettings {
+        model: args.model,
+        threads: args.threads,
+        model_dir: args.model_dir.clone(),
+        ..Default::default()
+    };
     let load_started = Instant::now();
     let mut model = load_model(&settings)?;
     let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
@@ -108,11 +116,14 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
             dec.push((t2 - t1).as_secs_f64() * 1e3);
         }
     }
-    let engine = format!("sonoflow {} cpu ({} threads)", env!("CARGO_PKG_VERSION"), args.threads);
+    let engine =
+        format!("sonoflow {} cpu ({} threads), {} encoder", env!("CARGO_PKG_VERSION"), args.threads, args.model.name());
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "engine": engine, "encoder_ms": enc, "decoder_ms": dec, "load_ms": load_ms })
+            serde_json::json!({
+                "engine": engine, "model": args.model.name(), "encoder_ms": enc, "decoder_ms": dec, "load_ms": load_ms
+            })
         );
     } else {
         let stats = |v: &[f64]| {

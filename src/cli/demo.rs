@@ -7,6 +7,7 @@ use clap::Args;
 
 use sonoflow::capture::simulator::{LABEL_LESION, SimulationSpec, Simulator, label_box};
 use sonoflow::config::{Config, SourceKind};
+use sonoflow::segment::settings::ModelChoice;
 
 use super::run::{Outputs, PaceArg, run_config};
 use super::simulate::simulate_with_progress;
@@ -32,6 +33,9 @@ pub struct DemoArgs {
     /// box is given on the first frame that shows it (as a user would mark it), then tracked.
     #[arg(long)]
     pub segment: bool,
+    /// The image encoder `--segment` uses: student (real time) or litemedsam (quality).
+    #[arg(long, value_enum, default_value = "litemedsam")]
+    pub model: ModelChoice,
 }
 
 /// The first frame showing at least `min_pixels` of the lesion, and its bounding box grown by
@@ -78,7 +82,11 @@ pub fn execute(args: DemoArgs) -> Result<Exit, Failure> {
         let (frame, bbox) = lesion_prompt(&spec, 200, 8.0).ok_or_else(|| {
             Failure::new(Exit::Internal, anyhow::anyhow!("the simulated sweep never shows the lesion"))
         })?;
-        eprintln!("sonoflow: segmenting with LiteMedSAM from frame {frame}, box {bbox:?} (then tracked)");
+        eprintln!(
+            "sonoflow: segmenting with the {} encoder from frame {frame}, box {bbox:?} (then tracked)",
+            args.model.name()
+        );
+        config.segment.settings.model = args.model;
         config.segment.settings.bbox = Some(bbox);
         config.segment.settings.prompt_from_frame = frame;
     }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use sonoflow::capture::Pace;
-use sonoflow::capture::input::classify;
+use sonoflow::capture::input::{Input, classify};
 use sonoflow::config::Config;
 use sonoflow::pipeline::build::{BuildError, pipeline_from_config};
 use sonoflow::pipeline::report::write_chrome_trace;
@@ -14,15 +14,18 @@ use sonoflow::pipeline::runtime::PipelineError;
 use sonoflow::pipeline::stage::StageError;
 use sonoflow::pipeline::{StopReason, Supervisor, run};
 use sonoflow::recon::SnapshotSlot;
+use sonoflow::segment::settings::ModelChoice;
 use sonoflow::stages::REGISTRY;
 
 use super::{Exit, Failure};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// TOML config (see configs/README.md).
-    #[arg(long)]
-    pub config: PathBuf,
+    /// TOML config (see configs/README.md). Without it, `--input` plays with the defaults for
+    /// its kind: a recording or a file is replayed as fast as the chain goes, every frame
+    /// processed (configs/replay.toml); a grabber runs live (newest frame wins).
+    #[arg(long, required_unless_present = "input")]
+    pub config: Option<PathBuf>,
     /// Play this instead of the configured source: a PLUS sequence (.mha, .mhd, .seq.nrrd), a
     /// DICOM cine loop, a video file, or a frame grabber as `v4l2:/dev/videoN`.
     #[arg(long)]
@@ -49,6 +52,9 @@ pub struct RunArgs {
     /// beside it as `<stem>.labels.<extension>`).
     #[arg(long)]
     pub volume_out: Option<PathBuf>,
+    /// The segmentation's image encoder (overrides segment.model).
+    #[arg(long, value_enum)]
+    pub model: Option<ModelChoice>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -66,10 +72,29 @@ impl From<PaceArg> for Pace {
     }
 }
 
+/// The built-in replay config: `sonoflow run --input FILE` without `--config`.
+const REPLAY_CONFIG: &str = include_str!("../../configs/replay.toml");
+
 pub fn execute(args: RunArgs) -> Result<Exit, Failure> {
-    let mut config = Config::load(&args.config).map_err(|e| Failure::new(Exit::Usage, e))?;
-    if let Some(input) = args.input {
-        classify(&input).apply(&mut config.capture);
+    let input = args.input.as_deref().map(classify);
+    let mut config = match (&args.config, &input) {
+        (Some(path), _) => Config::load(path).map_err(|e| Failure::new(Exit::Usage, e))?,
+        (None, Some(Input::File(..))) => {
+            eprintln!("sonoflow: no --config: replaying every frame as fast as the chain goes (configs/replay.toml)");
+            Config::parse(REPLAY_CONFIG)
+                .map_err(|e| Failure::new(Exit::Internal, anyhow::anyhow!("built-in replay config: {e}")))?
+        }
+        (None, Some(Input::V4l2(_))) => {
+            eprintln!("sonoflow: no --config: running live with the defaults (newest frame wins)");
+            Config::default()
+        }
+        (None, None) => return Err(Failure::new(Exit::Usage, anyhow::anyhow!("give --config FILE or --input"))),
+    };
+    if let Some(input) = input {
+        input.apply(&mut config.capture);
+    }
+    if let Some(model) = args.model {
+        config.segment.settings.model = model;
     }
     if let Some(frames) = args.frames {
         config.pipeline.max_frames = frames;

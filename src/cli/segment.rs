@@ -9,7 +9,7 @@ use clap::Args;
 use sonoflow::frame::{PixelData, PixelFormat};
 use sonoflow::io::plus::SequenceReader;
 use sonoflow::segment::graph::prompt::{Point, Prompt};
-use sonoflow::segment::settings::SegmentSettings;
+use sonoflow::segment::settings::{ModelChoice, SegmentSettings};
 use sonoflow::segment::stage::load_model;
 use sonoflow::segment::{Preprocessor, logits_to_frame, mask_bounding_box};
 
@@ -43,6 +43,9 @@ pub struct SegmentArgs {
     /// Folder of the model (default: the first engines/litemedsam found upwards).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
+    /// The image encoder: litemedsam (quality) or student (real time).
+    #[arg(long, value_enum, default_value = "litemedsam")]
+    pub model: ModelChoice,
 }
 
 /// A Gray8 image from a PNG (grey, grey+alpha, RGB or RGBA; 8 or 16 bits).
@@ -104,8 +107,13 @@ pub fn execute(args: SegmentArgs) -> Result<Exit, Failure> {
         Some(text) => Some(parse_box(text).map_err(usage)?),
         None => None,
     };
-    let settings =
-        SegmentSettings { bbox, threads: args.threads, model_dir: args.model_dir.clone(), ..Default::default() };
+    let settings = SegmentSettings {
+        model: args.model,
+        bbox,
+        threads: args.threads,
+        model_dir: args.model_dir.clone(),
+        ..Default::default()
+    };
     settings.validate().map_err(|e| usage(anyhow!("--{e}")))?;
     let mut pre = Preprocessor::new(w, h);
     let mut plane = vec![0.0; 256 * 256];

@@ -51,7 +51,8 @@ pub struct HapticsReport {
 
 /// The stage kind in the registry: `[haptics]`. It drives a device next to the patient, so any
 /// error of it stops everything safely (the config refuses any other policy).
-pub const KIND: StageKind = StageKind { name: "haptics", default_policy: ErrorPolicy::SafeStop, build };
+pub const KIND: StageKind =
+    StageKind { name: "haptics", default_policy: ErrorPolicy::SafeStop, default_queue_capacity: 4, build };
 
 fn build(ctx: &mut BuildContext) -> Result<StageFactory, BoxError> {
     let (settings, supervisor) = (ctx.config.haptics.settings.clone(), ctx.supervisor.clone());

@@ -19,6 +19,8 @@ use super::tensor::{OwnedTensor, shape_numel, shape_text};
 
 /// Largest `data.pkl` read: a state_dict of a few thousand tensors pickles to well under 1 MiB.
 const MAX_PICKLE_BYTES: u64 = 64 << 20;
+/// Most of an entry's declared size reserved before reading it.
+const PREALLOCATE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -183,8 +185,9 @@ impl<R: Read + Seek> Reader<R> {
         if size > max {
             return Err(zip_error(&self.path, format!("declares {size} bytes, more than the {max} expected")));
         }
-        // Capacity from the declared size only once it is known to be sane.
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // The declared size is the file's word, not yet backed by data: reserve at most a
+        // little up front and let the read grow the buffer as bytes actually arrive.
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(PREALLOCATE_BYTES));
         (&mut file).take(size).read_to_end(&mut bytes).map_err(|e| zip_error(&self.path, e.to_string()))?;
         if bytes.len() as u64 != size {
             return Err(zip_error(
@@ -262,6 +265,14 @@ fn gather(bytes: &[u8], view: &TensorRef) -> Result<Vec<f32>, String> {
     let numel = shape_numel(&view.shape).ok_or_else(|| format!("shape {} is too large", shape_text(&view.shape)))?;
     if numel == 0 {
         return Ok(Vec::new());
+    }
+    // A saved weight never holds more values than its storage; a view that does (stride 0, or
+    // overlapping) would size the output from the file's shape alone.
+    if numel > storage_numel {
+        return Err(format!(
+            "view of shape {} holds {numel} values, more than the storage's {storage_numel}",
+            shape_text(&view.shape)
+        ));
     }
     // Largest element index the view touches; strides are non-negative in torch.
     let last = view

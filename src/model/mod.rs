@@ -27,12 +27,14 @@ pub mod fold;
 pub mod manifest;
 mod opcodes;
 pub mod pickle;
+pub mod student;
 pub mod tensor;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use fold::{BATCH_NORM_EPS, FoldError, Folded, fold_conv_bn};
 pub use manifest::{Manifest, ManifestError, locate_model_dir};
+pub use student::{STUDENT, StudentError, StudentManifest};
 pub use tensor::{OwnedTensor, Tensor};
 pub use weights::{Weights, WeightsError};
 

@@ -126,7 +126,7 @@ pub fn pipeline_from_config(
             name: name.to_string(),
             factory,
             on_error: stage.on_error.unwrap_or(kind.default_policy),
-            queue_capacity: stage.queue_capacity,
+            queue_capacity: stage.queue_capacity.unwrap_or(kind.default_queue_capacity),
             queue_policy: stage.queue_policy,
         });
     }

@@ -37,6 +37,9 @@ pub struct QueueCounters {
     pub dropped: AtomicU64,
     /// Items discarded because of a safe-stop, by either end.
     pub drained: AtomicU64,
+    /// Items the consumer took but discarded unprocessed because they were already older than
+    /// the end-to-end deadline (live queues only; see the runtime).
+    pub stale: AtomicU64,
     pub max_depth: AtomicUsize,
 }
 
@@ -167,6 +170,16 @@ impl<T> QueueReceiver<T> {
     /// Counts an item taken from this queue and thrown away unprocessed (safe-stop).
     pub fn count_drained(&self) {
         self.shared.counters.drained.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an item taken but discarded as stale.
+    pub fn count_stale(&self) {
+        self.shared.counters.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The queue's overflow policy (`DropOldest` marks a live edge).
+    pub fn policy(&self) -> QueuePolicy {
+        self.shared.policy
     }
 
     pub fn len(&self) -> usize {

@@ -207,10 +207,10 @@ fn write_all(
             }
         }
     }
-    if let Some(w) = writer {
-        if let Err(e) = w.finish() {
-            error.get_or_insert(e);
-        }
+    if let Some(w) = writer
+        && let Err(e) = w.finish()
+    {
+        error.get_or_insert(e);
     }
     (written, error)
 }

@@ -30,6 +30,8 @@ pub struct StageKind {
     pub name: &'static str,
     /// The policy when the config leaves `on_error` unset.
     pub default_policy: ErrorPolicy,
+    /// Frames the queue in front of the stage holds when the config leaves `queue_capacity` unset.
+    pub default_queue_capacity: usize,
     /// Makes the stage's factory; runs once, before any thread starts, so whatever can fail on
     /// the environment fails here.
     pub build: fn(&mut BuildContext) -> Result<StageFactory, BoxError>,
@@ -37,7 +39,11 @@ pub struct StageKind {
 
 impl std::fmt::Debug for StageKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageKind").field("name", &self.name).field("default_policy", &self.default_policy).finish()
+        f.debug_struct("StageKind")
+            .field("name", &self.name)
+            .field("default_policy", &self.default_policy)
+            .field("default_queue_capacity", &self.default_queue_capacity)
+            .finish()
     }
 }
 

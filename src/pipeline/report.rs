@@ -48,6 +48,9 @@ pub struct QueueReport {
     pub dropped: u64,
     /// Discarded because of a safe-stop, by the producer (gave up waiting) or the consumer.
     pub drained: u64,
+    /// Taken by the consumer but discarded unprocessed: already older than the end-to-end
+    /// deadline (live edges only).
+    pub stale: u64,
     pub max_depth: usize,
 }
 
@@ -148,19 +151,26 @@ impl Report {
         self.sections.get(name).and_then(|v| serde_json::from_value(v.clone()).ok())
     }
 
+    /// Frames displaced from a full queue or discarded as stale.
     pub fn total_drops(&self) -> u64 {
-        self.queues.iter().map(|q| q.dropped).sum()
+        self.queues.iter().map(|q| q.dropped + q.stale).sum()
+    }
+
+    /// Of [`Self::total_drops`], those discarded as stale.
+    pub fn stale_drops(&self) -> u64 {
+        self.queues.iter().map(|q| q.stale).sum()
     }
 
     /// The one-line summary printed on stderr at the end of a run.
     pub fn summary_line(&self) -> String {
         let e = &self.end_to_end.latency;
         format!(
-            "sonoflow: {} frames in, {} out, {} dropped; end-to-end p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; \
+            "sonoflow: {} frames in, {} out, {} dropped ({} stale); end-to-end p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; \
              {} over the {} ms deadline; {} faults; stopped: {}",
             self.frames_in,
             self.frames_out,
             self.total_drops(),
+            self.stale_drops(),
             e.p50_ms,
             e.p99_ms,
             e.max_ms,

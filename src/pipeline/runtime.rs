@@ -325,6 +325,7 @@ fn assemble(outcomes: Vec<StageOutcome>, inputs: AssembleInputs) -> RunResult {
             pushed: c.pushed.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             drained: c.drained.load(Ordering::Relaxed),
+            stale: c.stale.load(Ordering::Relaxed),
             max_depth: c.max_depth.load(Ordering::Relaxed),
         })
         .collect();
@@ -517,11 +518,15 @@ impl StageWorker {
                 input.count_drained();
                 continue;
             }
-            report.frames_in += 1;
             // Virtual time follows the frame: this stage starts after the previous one ended.
             self.clock.observe(frame.stamps.get(index - 1).end_ns);
             let seq = frame.seq;
             let start_ns = self.clock.now_ns();
+            if is_stale(input.policy(), start_ns, frame.receive_ns, self.deadline_ns) {
+                input.count_stale();
+                continue;
+            }
+            report.frames_in += 1;
             let span = tracing::debug_span!("stage", stage = self.name.as_str(), seq).entered();
             let caught = std::panic::catch_unwind(AssertUnwindSafe(|| stage.process(frame)));
             drop(span);
@@ -638,6 +643,14 @@ impl StageWorker {
     }
 }
 
+/// Whether a frame taken from a queue at `now_ns` is already too old to be worth processing: on a
+/// live (drop-oldest) edge, one older than the end-to-end deadline would only delay the newer
+/// frames behind it, and its output would miss the deadline anyway. Blocking edges (replays that
+/// must process every frame) never drop.
+fn is_stale(policy: QueuePolicy, now_ns: u64, receive_ns: u64, deadline_ns: u64) -> bool {
+    policy == QueuePolicy::DropOldest && now_ns.saturating_sub(receive_ns) > deadline_ns
+}
+
 /// The text of a panic payload (`panic!` with a literal or a formatted message).
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -646,5 +659,20 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_live_edges_drop_frames_older_than_the_deadline() {
+        let deadline = 80_000_000;
+        assert!(!is_stale(QueuePolicy::DropOldest, 180_000_000, 100_000_000, deadline), "80 ms old: on time");
+        assert!(is_stale(QueuePolicy::DropOldest, 180_000_001, 100_000_000, deadline));
+        assert!(!is_stale(QueuePolicy::Block, 980_000_000, 100_000_000, deadline), "replays process every frame");
+        // A clock that reads earlier than the stamp (another thread's) is not stale.
+        assert!(!is_stale(QueuePolicy::DropOldest, 0, 100_000_000, deadline));
     }
 }

@@ -101,11 +101,11 @@ fn fill_one(values: &[u8], acc: &[u16], dims: [usize; 3], at: [i64; 3], step: &H
                 for z in -range..=range {
                     for y in -range..=range {
                         for x in -range..=range {
-                            if let Some(i) = index([at[0] + x, at[1] + y, at[2] + z]) {
-                                if acc[i] != 0 {
-                                    sum += values[i] as f64;
-                                    count += 1;
-                                }
+                            if let Some(i) = index([at[0] + x, at[1] + y, at[2] + z])
+                                && acc[i] != 0
+                            {
+                                sum += values[i] as f64;
+                                count += 1;
                             }
                         }
                     }

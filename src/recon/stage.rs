@@ -62,7 +62,8 @@ impl SnapshotSlot {
 }
 
 /// The stage kind in the registry: `[reconstruct]`, frames dropped on error.
-pub const KIND: StageKind = StageKind { name: "reconstruct", default_policy: ErrorPolicy::DropFrame, build };
+pub const KIND: StageKind =
+    StageKind { name: "reconstruct", default_policy: ErrorPolicy::DropFrame, default_queue_capacity: 4, build };
 
 fn build(ctx: &mut BuildContext) -> Result<StageFactory, BoxError> {
     let config = ctx.config;
@@ -340,13 +341,12 @@ impl Stage for ReconstructStage {
     }
 
     fn stop(&mut self) {
-        if self.masks_since_publish > 0 {
-            if let Some(v) = self.volumes.as_mut() {
-                if v.publish(self.version + 1) {
-                    self.version += 1;
-                    self.masks_since_publish = 0;
-                }
-            }
+        if self.masks_since_publish > 0
+            && let Some(v) = self.volumes.as_mut()
+            && v.publish(self.version + 1)
+        {
+            self.version += 1;
+            self.masks_since_publish = 0;
         }
         self.take_snapshot();
         if let Some(mut p) = self.volumes.as_mut().and_then(|v| v.publisher.take()) {

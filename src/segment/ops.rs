@@ -161,6 +161,10 @@ pub trait Ops {
     /// 3×3 patches (padding 1) of an H × W × C image as rows of 9·C, tap-major: for a full 3×3
     /// convolution as one product.
     fn im2col3x3(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
+    /// Non-overlapping `patch` × `patch` patches of a `side` × `side` plane as rows of patch²
+    /// values (row-major inside the patch): a stride-`patch` convolution stem as one product,
+    /// like PyTorch's `pixel_unshuffle` of one channel.
+    fn patchify(&mut self, plane: Buf, side: usize, patch: usize, out: Buf);
     /// Rows of (2 × 2 × C) per pixel of an H × W image → a 2H × 2W × C image (a 2×2, stride-2
     /// transposed convolution after its product).
     fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);

@@ -23,15 +23,40 @@ pub enum EngineChoice {
     Cuda,
 }
 
+/// Which image encoder segments: the teacher for quality, the student for real time. Both run
+/// with LiteMedSAM's prompt encoder and mask decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelChoice {
+    /// LiteMedSAM's TinyViT encoder (about 75 GFLOPs per frame).
+    #[default]
+    Litemedsam,
+    /// sonoflow's distilled ultrasound encoder (`engines/student/`, about 3.4 GFLOPs per frame).
+    Student,
+}
+
+impl ModelChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelChoice::Litemedsam => "litemedsam",
+            ModelChoice::Student => "student",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SegmentSettings {
+    pub model: ModelChoice,
     pub engine: EngineChoice,
     /// Threads of the CPU engine.
     pub threads: usize,
     /// Folder holding the model's manifest and converted weights; unset: the first
     /// `engines/litemedsam` found upwards from the working folder or the executable.
     pub model_dir: Option<PathBuf>,
+    /// Folder of the student encoder (`model = "student"`); unset: the first `engines/student`
+    /// found like `model_dir`.
+    pub student_dir: Option<PathBuf>,
     /// The initial box prompt `[x0, y0, x1, y1]` in frame pixels. Without a prompt the stage
     /// passes frames on unsegmented (and the model is not even loaded).
     #[serde(rename = "box")]
@@ -54,9 +79,11 @@ pub struct SegmentSettings {
 impl Default for SegmentSettings {
     fn default() -> Self {
         SegmentSettings {
+            model: ModelChoice::Litemedsam,
             engine: EngineChoice::Auto,
             threads: DEFAULT_THREADS,
             model_dir: None,
+            student_dir: None,
             bbox: None,
             points: Vec::new(),
             prompt_from_frame: 0,
@@ -86,13 +113,13 @@ impl SegmentSettings {
         if !(1..=64).contains(&self.threads) {
             return bad("threads", format!("{} is outside 1..=64", self.threads));
         }
-        if let Some([x0, y0, x1, y1]) = self.bbox {
-            if [x0, y0, x1, y1].iter().any(|v| !v.is_finite() || *v < 0.0) || x1 <= x0 || y1 <= y0 {
-                return bad(
-                    "box",
-                    format!("[{x0}, {y0}, {x1}, {y1}] must be [x0, y0, x1, y1] with x0 < x1, y0 < y1, all >= 0"),
-                );
-            }
+        if let Some([x0, y0, x1, y1]) = self.bbox
+            && ([x0, y0, x1, y1].iter().any(|v| !v.is_finite() || *v < 0.0) || x1 <= x0 || y1 <= y0)
+        {
+            return bad(
+                "box",
+                format!("[{x0}, {y0}, {x1}, {y1}] must be [x0, y0, x1, y1] with x0 < x1, y0 < y1, all >= 0"),
+            );
         }
         if self.points.len() > 2 {
             return bad("points", format!("{} points; at most 2", self.points.len()));

@@ -17,10 +17,10 @@ use super::letterbox::Letterbox;
 use super::model::LiteMedSam;
 use super::postprocess::{logits_to_frame, mask_bounding_box};
 use super::preprocess::Preprocessor;
-use super::settings::{EngineChoice, SegmentSettings};
+use super::settings::{EngineChoice, ModelChoice, SegmentSettings};
 use super::tracker::{FramePrompt, MaskQuality, Tracker, TrackerSettings};
 use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo};
-use crate::model::{LITEMEDSAM, Manifest, Weights, locate_model_dir};
+use crate::model::{LITEMEDSAM, Manifest, STUDENT, StudentManifest, Weights, locate_model_dir};
 use crate::pipeline::latest::Latest;
 use crate::pipeline::registry::{BuildContext, StageKind};
 use crate::pipeline::stage::{BoxError, ErrorPolicy, Stage, StageError, StageFactory};
@@ -44,6 +44,8 @@ struct Segmenter {
 /// What the stage did, for the run report.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SegmentReport {
+    /// The image encoder: "litemedsam" or "student".
+    pub model: &'static str,
     pub engine: &'static str,
     /// Frames the model ran on.
     pub frames_segmented: u64,
@@ -55,8 +57,11 @@ pub struct SegmentReport {
     pub predicted_iou_min: Option<f32>,
 }
 
-/// The stage kind in the registry: `[segment]`, frames dropped on error.
-pub const KIND: StageKind = StageKind { name: "segment", default_policy: ErrorPolicy::DropFrame, build };
+/// The stage kind in the registry: `[segment]`, frames dropped on error. The queue in front of it
+/// holds one frame: segmentation is the slowest stage, and a live pipeline must segment the
+/// newest frame, never work through a backlog.
+pub const KIND: StageKind =
+    StageKind { name: "segment", default_policy: ErrorPolicy::DropFrame, default_queue_capacity: 1, build };
 
 fn build(ctx: &mut BuildContext) -> Result<StageFactory, BoxError> {
     let settings = ctx.config.segment.settings.clone();
@@ -111,7 +116,25 @@ pub fn load_model(settings: &SegmentSettings) -> Result<LiteMedSam<CpuOps>, Stag
     if settings.engine == EngineChoice::Auto {
         tracing::info!("segment: CPU engine ({} threads); the CUDA engine is not built yet", settings.threads);
     }
-    LiteMedSam::plan(ops, &weights).map_err(|e| StageError::caused("cannot plan the segmentation model", e))
+    let planned = match settings.model {
+        ModelChoice::Litemedsam => LiteMedSam::plan(ops, &weights),
+        ModelChoice::Student => {
+            let dir = match &settings.student_dir {
+                Some(d) => d.clone(),
+                None => locate_model_dir(STUDENT).ok_or_else(|| {
+                    StageError::Failed(
+                        "no engines/student folder found (it is part of the repository); set segment.student_dir"
+                            .into(),
+                    )
+                })?,
+            };
+            let what = || format!("cannot load the student encoder from {}", dir.display());
+            let manifest = StudentManifest::load(&dir).map_err(|e| StageError::caused(what(), e))?;
+            let student = manifest.load_weights(&dir).map_err(|e| StageError::caused(what(), e))?;
+            LiteMedSam::plan_student(ops, &weights, &student)
+        }
+    };
+    planned.map_err(|e| StageError::caused("cannot plan the segmentation model", e))
 }
 
 impl SegmentStage {
@@ -124,7 +147,7 @@ impl SegmentStage {
         buffers: usize,
         inbox: PromptInbox,
     ) -> Result<Self, StageError> {
-        let report = SegmentReport { engine: "cpu", ..Default::default() };
+        let report = SegmentReport { model: settings.model.name(), engine: "cpu", ..Default::default() };
         let Some(initial) = initial_prompt(settings) else {
             return Ok(SegmentStage { segmenter: None, report, inbox, scheduled: None });
         };
@@ -168,12 +191,12 @@ impl Stage for SegmentStage {
         let Some(s) = self.segmenter.as_deref_mut() else {
             return Ok(Some(input));
         };
-        if let Some((p, from)) = self.scheduled {
-            if input.seq >= from {
-                s.tracker.give(p);
-                self.scheduled = None;
-                self.report.prompts_given += 1;
-            }
+        if let Some((p, from)) = self.scheduled
+            && input.seq >= from
+        {
+            s.tracker.give(p);
+            self.scheduled = None;
+            self.report.prompts_given += 1;
         }
         if let Some(p) = self.inbox.take() {
             s.tracker.give(p);

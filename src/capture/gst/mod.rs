@@ -109,7 +109,7 @@ fn describe_error(err: &gst::message::Error) -> String {
 fn pending_error(bus: &gst::Bus) -> Option<String> {
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
         if let gst::MessageView::Error(err) = msg.view() {
-            return Some(describe_error(&err));
+            return Some(describe_error(err));
         }
     }
     None
@@ -385,7 +385,7 @@ fn start(pipeline: &gst::Pipeline, bus: &gst::Bus, name: &str) -> Result<(), Cap
         let detail = bus
             .timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Error])
             .and_then(|msg| match msg.view() {
-                gst::MessageView::Error(err) => Some(describe_error(&err)),
+                gst::MessageView::Error(err) => Some(describe_error(err)),
                 _ => None,
             })
             .unwrap_or_else(|| "the pipeline refused to start".into());

@@ -147,22 +147,23 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
             });
         }
     };
-    if let Some(channels) = get("ElementNumberOfChannels") {
-        if cx.number::<usize>("ElementNumberOfChannels", None, channels)? != 1 {
-            return Err(SequenceError::Unsupported {
-                path: path.to_path_buf(),
-                message: format!("{channels} channels per pixel (grey only)"),
-            });
-        }
+    if let Some(channels) = get("ElementNumberOfChannels")
+        && cx.number::<usize>("ElementNumberOfChannels", None, channels)? != 1
+    {
+        return Err(SequenceError::Unsupported {
+            path: path.to_path_buf(),
+            message: format!("{channels} channels per pixel (grey only)"),
+        });
     }
     for key in ["BinaryDataByteOrderMSB", "ElementByteOrderMSB"] {
-        if let Some(v) = get(key) {
-            if cx.boolean(key, v)? && pixel_format == PixelFormat::Gray16 {
-                return Err(SequenceError::Unsupported {
-                    path: path.to_path_buf(),
-                    message: "big-endian 16-bit pixels".into(),
-                });
-            }
+        if let Some(v) = get(key)
+            && cx.boolean(key, v)?
+            && pixel_format == PixelFormat::Gray16
+        {
+            return Err(SequenceError::Unsupported {
+                path: path.to_path_buf(),
+                message: "big-endian 16-bit pixels".into(),
+            });
         }
     }
     let spacing_mm = match get("ElementSpacing").or(get("ElementSize")) {

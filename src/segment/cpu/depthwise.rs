@@ -55,10 +55,10 @@ pub fn depthwise_row(
     out: &mut [f32],
 ) {
     let c = bias.len();
-    assert!(c > 0 && out.len() % c == 0 && taps.len() >= 9 * c, "depthwise weights and output");
+    assert!(c > 0 && out.len().is_multiple_of(c) && taps.len() >= 9 * c, "depthwise weights and output");
     assert!(rows.iter().flatten().all(|r| r.len() >= width * c), "depthwise input rows");
     #[cfg(target_arch = "x86_64")]
-    let wide = c % CHUNK == 0 && has_avx2_fma();
+    let wide = c.is_multiple_of(CHUNK) && has_avx2_fma();
     for (ox, o) in out.chunks_exact_mut(c).enumerate() {
         let x0 = (ox * stride) as isize - 1;
         // The taps inside the image: dx in dx_range.

@@ -143,7 +143,7 @@ pub fn pack_columns_into<'a, 'c>(
             if j < n { &column(j)[..k] } else { &absent }
         });
         #[cfg(target_arch = "x86_64")]
-        if k % 8 == 0 && columns.iter().all(|c| c.len() == k) && super::kernels::has_avx2_fma() {
+        if k.is_multiple_of(8) && columns.iter().all(|c| c.len() == k) && super::kernels::has_avx2_fma() {
             // SAFETY: the CPU has AVX2; every column holds k values, k a multiple of 8.
             unsafe { transpose_panel_avx2(&columns, k, scale, panel) };
             continue;

@@ -292,6 +292,7 @@ const ROWS_PER_TASK: usize = 64;
 pub(crate) struct SharedMut(pub(crate) *mut f32);
 // SAFETY: tasks write disjoint rows (each kernel below documents its split).
 unsafe impl Send for SharedMut {}
+// SAFETY: as for Send: no two tasks touch the same element.
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
@@ -401,36 +402,46 @@ fn softmax_row_avx2(x: &mut [f32]) {
     // lanes below n.
     let mut max8 = neg_inf;
     for i in (0..body).step_by(8) {
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         max8 = _mm256_max_ps(max8, unsafe { _mm256_loadu_ps(p.add(i)) });
     }
     if body < n {
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         let last = unsafe { _mm256_maskload_ps(p.add(body), tail) };
         max8 = _mm256_max_ps(max8, _mm256_blendv_ps(neg_inf, last, tail_ps));
     }
     let mut lanes = [0.0f32; 8];
+    // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), max8) };
     let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let (max8, mut sum8) = (_mm256_set1_ps(max), _mm256_setzero_ps());
     for i in (0..body).step_by(8) {
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         let e = exp8_neg(_mm256_sub_ps(unsafe { _mm256_loadu_ps(p.add(i)) }, max8));
         sum8 = _mm256_add_ps(sum8, e);
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         unsafe { _mm256_storeu_ps(p.add(i), e) };
     }
     if body < n {
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         let last = unsafe { _mm256_maskload_ps(p.add(body), tail) };
         // Lanes past the row are zeroed so they add nothing.
         let e = _mm256_and_ps(exp8_neg(_mm256_sub_ps(last, max8)), tail_ps);
         sum8 = _mm256_add_ps(sum8, e);
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         unsafe { _mm256_maskstore_ps(p.add(body), tail, e) };
     }
+    // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum8) };
     // The same order as `sum8`.
     let a = lanes;
     let inv8 = _mm256_set1_ps(1.0 / (((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))));
     for i in (0..body).step_by(8) {
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         unsafe { _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), inv8)) };
     }
     if body < n {
+        // SAFETY: in bounds: full steps end at body <= n; masked ones touch only lanes < n.
         unsafe { _mm256_maskstore_ps(p.add(body), tail, _mm256_mul_ps(_mm256_maskload_ps(p.add(body), tail), inv8)) };
     }
 }

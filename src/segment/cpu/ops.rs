@@ -125,7 +125,11 @@ impl CpuOps {
         let base = SharedMut(self.arena.as_mut_ptr());
         // SAFETY: every range is inside the arena (checked above) and the output overlaps no
         // input, so the shared and the mutable slices never alias.
-        let ins = inputs.map(|b| unsafe { &*base.rows(b.offset, b.len) });
+        let ins = inputs.map(|b| {
+            // SAFETY: see above: in the arena, and never aliased by `out`.
+            unsafe { &*base.rows(b.offset, b.len) }
+        });
+        // SAFETY: see above: in the arena, and no input overlaps it.
         let out = unsafe { base.rows(out.offset, out.len) };
         (ins, out, &self.pool, &mut self.scratch)
     }
@@ -301,6 +305,20 @@ impl Ops for CpuOps {
                 }
             }
         });
+        self.end(OpKind::DataMovement, started);
+    }
+
+    fn patchify(&mut self, plane: Buf, side: usize, patch: usize, out: Buf) {
+        let started = self.begin();
+        let ([src], dst, _, _) = self.io([plane], out);
+        let grid = side / patch;
+        assert!(src.len() >= side * side && dst.len() >= grid * grid * patch * patch, "patchify: buffers too small");
+        for (token, row) in dst.chunks_exact_mut(patch * patch).take(grid * grid).enumerate() {
+            let (gy, gx) = (token / grid, token % grid);
+            for (dy, part) in row.chunks_exact_mut(patch).enumerate() {
+                part.copy_from_slice(&src[(gy * patch + dy) * side + gx * patch..][..patch]);
+            }
+        }
         self.end(OpKind::DataMovement, started);
     }
 

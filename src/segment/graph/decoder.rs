@@ -93,7 +93,7 @@ fn attention<O: Ops>(ops: &mut O, w: &WeightSource, prefix: &str, dim: usize) ->
 
 /// A ConvTranspose2d with kernel 2, stride 2, as a product: weight (in, out, 2, 2) → columns
 /// ordered (dy, dx, out), bias repeated per position; `pixel_shuffle2` then places the results.
-fn transposed_conv<O: Ops>(
+pub(super) fn transposed_conv<O: Ops>(
     ops: &mut O,
     w: &WeightSource,
     prefix: &str,

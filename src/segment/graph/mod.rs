@@ -4,6 +4,7 @@
 pub mod decoder;
 pub mod encoder;
 pub mod prompt;
+pub mod student;
 
 use crate::model::{Weights, WeightsError};
 use crate::segment::ops::Ops;
