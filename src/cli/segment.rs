@@ -107,6 +107,14 @@ pub fn execute(args: SegmentArgs) -> Result<Exit, Failure> {
         Some(text) => Some(parse_box(text).map_err(usage)?),
         None => None,
     };
+    if let Some([x0, y0, x1, y1]) = bbox {
+        // A box that misses the image would prompt the model with nothing and write an empty mask.
+        if x1 <= 0.0 || y1 <= 0.0 || x0 >= w as f32 || y0 >= h as f32 {
+            return Err(usage(anyhow!(
+                "--box {x0},{y0},{x1},{y1} lies entirely outside the {w}x{h} image (x in 0..{w}, y in 0..{h})"
+            )));
+        }
+    }
     let settings = SegmentSettings {
         model: args.model,
         bbox,

@@ -133,7 +133,8 @@ impl Report {
             stop_reason: parts.stop_reason,
             wall_time_s: parts.wall_time.as_secs_f64(),
             frames_in: stages.first().map_or(0, |s| s.frames_out),
-            frames_out: end_to_end.frames_out,
+            // Without processing stages capture is its own sink: what it passed on is the output.
+            frames_out: if stages.len() == 1 { stages[0].frames_out } else { end_to_end.frames_out },
             stages,
             end_to_end,
             queues: parts.queues,
