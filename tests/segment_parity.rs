@@ -1,6 +1,8 @@
 //! Parity of the CPU engine with the reference LiteMedSAM (PyTorch) on the golden cases in
 //! `tests/fixtures/litemedsam/` (made by `tools/reference/make_goldens.py`): image embedding,
-//! low-res mask logits and predicted IoU, within the tolerances the fixtures state.
+//! low-res mask logits and predicted IoU, within the tolerances the fixtures state. The same for
+//! the student encoder against its PyTorch definition (`tests/fixtures/student/`, made by
+//! `tools/distill/export.py` on the same inputs), with the same limits.
 //!
 //! The model input is built here from the fixture's own resize (`resized.u8`), so this checks
 //! the network alone; the pre- and post-processing have their own tests.
@@ -11,12 +13,17 @@ mod common;
 
 use common::model_weights;
 use serde_json::Value;
+use sonoflow::model::StudentManifest;
 use sonoflow::segment::cpu::ops::CpuOps;
 use sonoflow::segment::graph::prompt::{Point, Prompt};
 use sonoflow::segment::model::LiteMedSam;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/litemedsam")
+}
+
+fn student_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/student")
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {
@@ -68,14 +75,30 @@ fn prompt_of(case: &Value) -> Prompt {
 #[test]
 fn cpu_engine_matches_the_reference_on_every_golden_case() {
     let Some(weights) = model_weights() else { return };
-    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap();
+    let model = LiteMedSam::plan(CpuOps::new(2).unwrap(), &weights).unwrap();
+    check_goldens(model, &fixtures());
+}
+
+#[test]
+fn student_encoder_matches_its_pytorch_definition_on_every_golden_case() {
+    let Some(weights) = model_weights() else { return };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/student");
+    let manifest = StudentManifest::load(&dir).unwrap();
+    let student = manifest.load_weights(&dir).unwrap();
+    let model = LiteMedSam::plan_student(CpuOps::new(2).unwrap(), &weights, &student).unwrap();
+    check_goldens(model, &student_fixtures());
+}
+
+/// Runs every case of `goldens/cases.json` (inputs from the LiteMedSAM fixtures) and checks the
+/// embedding slice, the low-res logits and the IoU against the stated tolerances.
+fn check_goldens(mut model: LiteMedSam<CpuOps>, goldens: &Path) {
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(goldens.join("cases.json")).unwrap()).unwrap();
     let tol = &cases["tolerances"];
     let (tol_logits, tol_iou, tol_emb) = (
         tol["logits_max_abs"].as_f64().unwrap(),
         tol["iou_abs"].as_f64().unwrap(),
         tol["embedding_slice_rel_l2"].as_f64().unwrap(),
     );
-    let mut model = LiteMedSam::plan(CpuOps::new(2).unwrap(), &weights).unwrap();
     let mut embedding = vec![0.0; 4096 * 256];
     let mut logits = vec![0.0; 256 * 256];
     let mut failures = Vec::new();
@@ -87,7 +110,7 @@ fn cpu_engine_matches_the_reference_on_every_golden_case() {
         let iou = model.decode(&prompt_of(case), &mut logits);
         model.embedding(&mut embedding);
         // Embedding slice: channels 0..3, stored channel-major (4 × 64 × 64).
-        let want = read_f32(&fixtures().join(format!("{name}.embedding_slice.f32")));
+        let want = read_f32(&goldens.join(format!("{name}.embedding_slice.f32")));
         let (mut diff, mut norm) = (0.0f64, 0.0f64);
         for c in 0..4 {
             for t in 0..4096 {
@@ -97,11 +120,12 @@ fn cpu_engine_matches_the_reference_on_every_golden_case() {
             }
         }
         let rel_l2 = (diff / norm).sqrt();
-        let want_logits = read_f32(&fixtures().join(format!("{name}.low_res_logits.f32")));
+        let want_logits = read_f32(&goldens.join(format!("{name}.low_res_logits.f32")));
         let max_abs = logits.iter().zip(&want_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) as f64;
         let iou_err = (iou as f64 - case["iou_pred"].as_f64().unwrap()).abs();
         eprintln!(
-            "{name}: embedding rel L2 {rel_l2:.2e}, logits max |d| {max_abs:.2e}, IoU |d| {iou_err:.2e} (encode {:.0} ms)",
+            "{} {name}: embedding rel L2 {rel_l2:.2e}, logits max |d| {max_abs:.2e}, IoU |d| {iou_err:.2e} (encode {:.0} ms)",
+            model.encoder_name(),
             encoded.as_secs_f64() * 1e3
         );
         if rel_l2 > tol_emb || max_abs > tol_logits || iou_err > tol_iou {

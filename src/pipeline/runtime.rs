@@ -522,7 +522,8 @@ impl StageWorker {
             self.clock.observe(frame.stamps.get(index - 1).end_ns);
             let seq = frame.seq;
             let start_ns = self.clock.now_ns();
-            if is_stale(input.policy(), start_ns, frame.receive_ns, self.deadline_ns) {
+            let newer_waiting = !input.is_empty();
+            if is_stale(input.policy(), start_ns, frame.receive_ns, self.deadline_ns, newer_waiting) {
                 input.count_stale();
                 continue;
             }
@@ -643,12 +644,14 @@ impl StageWorker {
     }
 }
 
-/// Whether a frame taken from a queue at `now_ns` is already too old to be worth processing: on a
-/// live (drop-oldest) edge, one older than the end-to-end deadline would only delay the newer
-/// frames behind it, and its output would miss the deadline anyway. Blocking edges (replays that
-/// must process every frame) never drop.
-fn is_stale(policy: QueuePolicy, now_ns: u64, receive_ns: u64, deadline_ns: u64) -> bool {
-    policy == QueuePolicy::DropOldest && now_ns.saturating_sub(receive_ns) > deadline_ns
+/// Whether a frame taken from a queue at `now_ns` is backlog not worth processing: on a live
+/// (drop-oldest) edge, a frame already older than the end-to-end deadline while a newer frame
+/// waits behind it would only delay that newer frame, and its own output would miss the deadline
+/// anyway. The newest frame is always processed, however old: dropping it would leave the stages
+/// after a slow one with nothing at all. Blocking edges (replays that must process every frame)
+/// never drop.
+fn is_stale(policy: QueuePolicy, now_ns: u64, receive_ns: u64, deadline_ns: u64, newer_waiting: bool) -> bool {
+    policy == QueuePolicy::DropOldest && newer_waiting && now_ns.saturating_sub(receive_ns) > deadline_ns
 }
 
 /// The text of a panic payload (`panic!` with a literal or a formatted message).
@@ -669,10 +672,11 @@ mod tests {
     #[test]
     fn only_live_edges_drop_frames_older_than_the_deadline() {
         let deadline = 80_000_000;
-        assert!(!is_stale(QueuePolicy::DropOldest, 180_000_000, 100_000_000, deadline), "80 ms old: on time");
-        assert!(is_stale(QueuePolicy::DropOldest, 180_000_001, 100_000_000, deadline));
-        assert!(!is_stale(QueuePolicy::Block, 980_000_000, 100_000_000, deadline), "replays process every frame");
+        assert!(!is_stale(QueuePolicy::DropOldest, 180_000_000, 100_000_000, deadline, true), "80 ms old: on time");
+        assert!(is_stale(QueuePolicy::DropOldest, 180_000_001, 100_000_000, deadline, true));
+        assert!(!is_stale(QueuePolicy::DropOldest, 980_000_000, 100_000_000, deadline, false), "the newest frame runs");
+        assert!(!is_stale(QueuePolicy::Block, 980_000_000, 100_000_000, deadline, true), "replays process every frame");
         // A clock that reads earlier than the stamp (another thread's) is not stale.
-        assert!(!is_stale(QueuePolicy::DropOldest, 0, 100_000_000, deadline));
+        assert!(!is_stale(QueuePolicy::DropOldest, 0, 100_000_000, deadline, true));
     }
 }
