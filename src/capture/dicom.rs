@@ -300,7 +300,8 @@ fn walk_data_set(
                 *left -= u64::from(e.len);
             }
             DataSet::Deflated(input) => {
-                let skipped = std::io::copy(&mut input.by_ref().take(u64::from(e.len)), &mut std::io::sink()).map_err(io)?;
+                let skipped =
+                    std::io::copy(&mut input.by_ref().take(u64::from(e.len)), &mut std::io::sink()).map_err(io)?;
                 if skipped < u64::from(e.len) {
                     return Err(too_long(path, &e, at, skipped));
                 }
