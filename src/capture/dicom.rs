@@ -284,10 +284,10 @@ fn walk_data_set(
         }
         // Sequences and their items hold elements: walk into them. Any other value is skipped.
         if sequence_or_item && !in_pixel_fragments {
-            if let DataSet::Plain { left, .. } = &data {
-                if u64::from(e.len) > *left {
-                    return Err(too_long(path, &e, at, *left));
-                }
+            if let DataSet::Plain { left, .. } = &data
+                && u64::from(e.len) > *left
+            {
+                return Err(too_long(path, &e, at, *left));
             }
             continue;
         }
