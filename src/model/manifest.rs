@@ -91,12 +91,7 @@ pub enum ManifestError {
 impl Manifest {
     /// Reads `<dir>/manifest.json`.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ManifestError::NoManifest { dir: dir.to_path_buf() },
-            _ => ManifestError::Io { path: path.clone(), source },
-        })?;
-        serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path, source })
+        read_manifest(dir)
     }
 
     /// The converted weights file for a manifest in `dir`.
@@ -137,6 +132,16 @@ pub fn param_counts<'a>(tensors: impl IntoIterator<Item = (&'a str, usize)>) -> 
     }
     counts.insert("total".to_string(), total);
     counts
+}
+
+/// Reads and parses `<dir>/manifest.json` as `T` (the teacher's or the student's manifest).
+pub fn read_manifest<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T, ManifestError> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => ManifestError::NoManifest { dir: dir.to_path_buf() },
+        _ => ManifestError::Io { path: path.clone(), source },
+    })?;
+    serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path, source })
 }
 
 /// Finds `engines/<name>` holding a manifest: first walking up from the current folder, then up

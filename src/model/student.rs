@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{MANIFEST_FILE, ManifestError, TensorSpec};
+use super::manifest::{ManifestError, TensorSpec, read_manifest};
 use super::weights::{Weights, WeightsError};
 
 /// The student's folder name under `engines/`.
@@ -46,12 +46,7 @@ pub enum StudentError {
 impl StudentManifest {
     /// Reads `<dir>/manifest.json`.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ManifestError::NoManifest { dir: dir.to_path_buf() },
-            _ => ManifestError::Io { path: path.clone(), source },
-        })?;
-        serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path, source })
+        read_manifest(dir)
     }
 
     /// Loads the weights beside the manifest, checked against it.

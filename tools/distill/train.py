@@ -153,15 +153,7 @@ def prompts(views, idx, rng, point):
 
 
 def decode(teacher, embedding, boxes, points):
-    sparse, dense = teacher.prompt_encoder(points=points, boxes=boxes, masks=None)
-    logits, _ = teacher.mask_decoder(
-        image_embeddings=embedding,
-        image_pe=teacher.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=False,
-    )
-    return logits
+    return lmsref.decode_batch(teacher, embedding, boxes, points)[0]
 
 
 def dice_loss(logits, target):

@@ -205,15 +205,21 @@ def decode(model, embedding, box256=None, points256=None, labels=None):
             coords = torch.as_tensor(np.asarray(points256, dtype=np.float32)[None, :, :], dtype=torch.float)
             labs = torch.as_tensor(np.asarray(labels, dtype=np.float32)[None, :], dtype=torch.float)
             points = (coords, labs)
-        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
-        low_res, iou = model.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
-        return low_res, iou
+        return decode_batch(model, embedding, boxes, points)
+
+
+def decode_batch(model, embedding, boxes, points):
+    """Prompt encoder + mask decoder on tensors, multimask off, with autograd as the caller has it
+    (distillation backpropagates through it): embedding (B,256,64,64), boxes (B,1,4) or None,
+    points ((B,N,2), (B,N)) or None. Returns (low_res_logits (B,1,256,256), iou (B,1))."""
+    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
+    return model.mask_decoder(
+        image_embeddings=embedding,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )
 
 
 def postprocess(model, low_res, new_size, original_size):
