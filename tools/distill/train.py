@@ -114,6 +114,10 @@ class Views:
         if len(self.train) == 0:
             raise SystemExit(f"{cache}: no embedded training views yet (run embed.py)")
 
+    def check_masks(self, stage2_steps):
+        if stage2_steps and len(self.masked) == 0:
+            raise SystemExit("stage 2 needs training views with masks; these views have none (--stage2-steps 0?)")
+
     def planes(self, idx):
         return torch.from_numpy(np.stack([data.plane(self.images[i], self.sizes[i]) for i in idx]))[:, None]
 
@@ -219,6 +223,7 @@ def main():
     dev = dist.device
     args.out.mkdir(parents=True, exist_ok=True)
     views = Views(args.cache, args.limit_views)
+    views.check_masks(args.stage2_steps)
     torch.manual_seed(args.seed)
     student = StudentEncoder().to(dev)
     ckpt_path = args.out / "checkpoint.pt"
