@@ -83,8 +83,13 @@ pub fn to_metaimage(
     let dims = match list_axis {
         Some(axis) => format!("{} {} {}", domains[0], domains[1], sizes[axis]),
         None if domains.len() == 2 => format!("{} {}", domains[0], domains[1]),
-        // A plain 3D volume reads as a stack of slices.
-        None => format!("{} {} {}", domains[0], domains[1], domains[2..].iter().product::<usize>()),
+        // A plain 3D volume reads as a stack of slices (their count is checked with the frame size).
+        None => {
+            let slices = domains[2..].iter().try_fold(1usize, |n, &s| n.checked_mul(s));
+            let slices =
+                slices.ok_or_else(|| field_error(path, "sizes", format!("`{sizes_text}`: too many slices")))?;
+            format!("{} {} {slices}", domains[0], domains[1])
+        }
     };
     let ndims = dims.split_whitespace().count().to_string();
     let gzip = match get("encoding").as_deref() {

@@ -51,7 +51,7 @@ impl SequenceReader {
                 parsed
             }
         };
-        let data = open_data(&parsed.layout)?;
+        let data = open_data(&parsed.layout).map_err(|e| name_header(e, path, &parsed.layout, None))?;
         Ok(SequenceReader {
             path: path.to_path_buf(),
             header: parsed.header,
@@ -124,7 +124,10 @@ impl SequenceReader {
             {
                 return Err(SequenceError::Zlib { path: self.layout.file.clone(), frame, message: e.to_string() });
             }
-            Err(source) => return Err(SequenceError::Io { path: self.layout.file.clone(), source }),
+            Err(source) => {
+                let e = SequenceError::Io { path: self.layout.file.clone(), source };
+                return Err(name_header(e, &self.path, &self.layout, Some(frame)));
+            }
         }
         self.next += 1;
         Ok(Some(frame))
@@ -132,9 +135,23 @@ impl SequenceReader {
 
     /// Starts again at frame 0 (looped replay).
     pub fn rewind(&mut self) -> Result<(), SequenceError> {
-        self.data = open_data(&self.layout)?;
+        self.data = open_data(&self.layout).map_err(|e| name_header(e, &self.path, &self.layout, None))?;
         self.next = 0;
         Ok(())
+    }
+}
+
+/// An I/O error on a separate data file (`.raw`, `data file:`) names the header that points to
+/// it too: the path may be the header's mistake (`ElementDataFile = /`).
+fn name_header(e: SequenceError, header: &Path, layout: &DataLayout, frame: Option<usize>) -> SequenceError {
+    match e {
+        SequenceError::Io { source, .. } if layout.file != header => SequenceError::Field {
+            path: header.to_path_buf(),
+            field: "ElementDataFile".into(),
+            frame,
+            message: format!("data file {}: {source}", layout.file.display()),
+        },
+        other => other,
     }
 }
 
