@@ -25,7 +25,7 @@ pub mod digest;
 pub mod fetch;
 pub mod fold;
 pub mod manifest;
-mod opcodes;
+pub mod opcodes;
 pub mod pickle;
 pub mod student;
 pub mod tensor;
