@@ -75,6 +75,21 @@ pub struct WindowGeometry {
     pub head_dim: usize,
 }
 
+/// An attention layer's projections as PyTorch has them (`y = x Wᵀ + b`, W out × in): q, k and
+/// v map `dim` to `inner` channels (`heads` heads), `out` maps back; and the most queries and
+/// keys it will be run on (an engine sizes its scratch from them at plan time).
+pub struct AttentionWeights<'a> {
+    pub q: (&'a [f32], &'a [f32]),
+    pub k: (&'a [f32], &'a [f32]),
+    pub v: (&'a [f32], &'a [f32]),
+    pub out: (&'a [f32], &'a [f32]),
+    pub dim: usize,
+    pub inner: usize,
+    pub heads: usize,
+    pub max_queries: usize,
+    pub max_keys: usize,
+}
+
 pub trait Ops {
     /// A weight matrix (with bias) for `rows × in → rows × out` products.
     type Linear;
@@ -82,6 +97,8 @@ pub trait Ops {
     type Vector;
     /// A depthwise 3×3 kernel with its bias.
     type Depthwise;
+    /// An attention layer's four projections.
+    type Attention;
 
     // Plan time.
     /// Allocates the activation arena (f32 elements), once, after the graph planned its buffers.
@@ -93,6 +110,7 @@ pub trait Ops {
     fn vector(&mut self, values: &[f32]) -> Self::Vector;
     /// `weight` is PyTorch's depthwise (C × 1 × 3 × 3).
     fn depthwise_weight(&mut self, weight: &[f32], bias: &[f32]) -> Self::Depthwise;
+    fn attention_weight(&mut self, weights: &AttentionWeights) -> Self::Attention;
 
     // Run time.
     /// Copies host values into a buffer (the input plane, prompt tokens).
@@ -154,10 +172,12 @@ pub trait Ops {
     /// and values whose row is `padding`. With a relative-position bias expanded to heads × n × n
     /// ([`expand_window_bias`]); `out` is H·W × heads·head_dim.
     fn window_attention(&mut self, qkv: Buf, padding: &Self::Vector, g: &WindowGeometry, bias: &Self::Vector, out: Buf);
-    /// Multi-head attention: q (nq × d), k and v (nk × d), heads split as contiguous channel
-    /// blocks; `out` is nq × d.
+    /// Multi-head attention with its projections (SAM's `Attention`): q is nq × dim, k and v
+    /// nk × dim, `out = out_proj(attention(q_proj(q), k_proj(k), v_proj(v)))` is nq × dim, heads
+    /// split as contiguous blocks of the inner width. An engine may fold the projections into
+    /// whichever side has fewer rows (the mask decoder's 7 tokens against 4096 image positions).
     #[allow(clippy::too_many_arguments)]
-    fn attention(&mut self, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, d: usize, heads: usize, out: Buf);
+    fn attend(&mut self, w: &Self::Attention, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, out: Buf);
     /// 3×3 patches (padding 1) of an H × W × C image as rows of 9·C, tap-major: for a full 3×3
     /// convolution as one product.
     fn im2col3x3(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);

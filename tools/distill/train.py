@@ -55,6 +55,9 @@ def parse():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--emb-weight", type=float, default=20.0, help="embedding MSE weight in stage 2")
+    ap.add_argument("--iou-weight", type=float, default=1.0,
+                    help="stage 2: weight of the MSE between the decoder's IoU predictions from the student's and the teacher's embedding")
+    ap.add_argument("--init", type=Path, help="start from these student weights (a student.pt) instead of from scratch")
     ap.add_argument("--point-fraction", type=float, default=0.2, help="stage-2 batches prompted by a point")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=25)
@@ -157,7 +160,8 @@ def prompts(views, idx, rng, point):
 
 
 def decode(teacher, embedding, boxes, points):
-    return lmsref.decode_batch(teacher, embedding, boxes, points)[0]
+    """(logits (B,1,256,256), predicted IoU (B,1))"""
+    return lmsref.decode_batch(teacher, embedding, boxes, points)
 
 
 def dice_loss(logits, target):
@@ -203,8 +207,8 @@ def plot(log_path: Path, png: Path):
         if not r:
             continue
         steps = [int(x["step"]) for x in r]
-        for key in ("emb_mse", "val_mse", "teacher_bce", "dice", "focal"):
-            vals = [(s, float(x[key])) for s, x in zip(steps, r) if x[key] not in ("", "nan")]
+        for key in ("emb_mse", "val_mse", "teacher_bce", "dice", "focal", "iou_mse"):
+            vals = [(s, float(x[key])) for s, x in zip(steps, r) if x.get(key) not in (None, "", "nan")]
             if vals:
                 a.plot(*zip(*vals), label=key, marker="." if key == "val_mse" else None)
         a.set_yscale("log")
@@ -236,6 +240,11 @@ def main():
         start = state["step"]
         if dist.main:
             print(f"train: resuming at step {start} from {ckpt_path}", flush=True)
+    elif args.init:
+        student.load_state_dict(torch.load(args.init, map_location=dev, weights_only=True))
+        start = 0
+        if dist.main:
+            print(f"train: starting from the weights in {args.init}", flush=True)
     else:
         mean, std = views.channel_stats()
         student.init_output_norm(mean, std)
@@ -254,7 +263,7 @@ def main():
     )
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-    fields = ["stage", "step", "lr", "emb_mse", "val_mse", "teacher_bce", "dice", "focal", "seconds"]
+    fields = ["stage", "step", "lr", "emb_mse", "val_mse", "teacher_bce", "dice", "focal", "iou_mse", "seconds"]
     if dist.main and not log_path.exists():
         with open(log_path, "w", newline="") as f:
             csv.DictWriter(f, fields).writeheader()
@@ -276,7 +285,7 @@ def main():
         emb = model(x.expand(-1, 3, -1, -1))
         emb_mse = F.mse_loss(emb, target)
         row = {"stage": stage, "step": step + 1, "lr": f"{lr:.3g}", "emb_mse": "", "val_mse": ""}
-        row.update({"teacher_bce": "", "dice": "", "focal": ""})
+        row.update({"teacher_bce": "", "dice": "", "focal": "", "iou_mse": ""})
         if stage == 1:
             loss = emb_mse
         else:
@@ -286,16 +295,21 @@ def main():
             boxes = None if boxes is None else boxes.to(dev)
             points = None if points is None else tuple(t.to(dev) for t in points)
             with torch.no_grad():
-                soft = torch.sigmoid(decode(teacher, target, boxes, points))
-            logits = decode(teacher, emb, boxes, points)
+                teacher_logits, teacher_iou = decode(teacher, target, boxes, points)
+                soft = torch.sigmoid(teacher_logits)
+            logits, iou = decode(teacher, emb, boxes, points)
+            # The decoder's IoU prediction gates tracking (segment.iou_floor): a student whose
+            # embedding makes it under-confident would have good masks flagged as lost.
+            iou_mse = F.mse_loss(iou, teacher_iou)
             bce = F.binary_cross_entropy_with_logits(logits, soft)
             dl, fl = dice_loss(logits, gt), focal_loss(logits, gt)
             # LiteMedSAM was trained on boxes: from one click it mostly outlines nothing, so a
             # point batch learns the teacher's answer only (against the truth it would pull the
             # embedding away from what the shared decoder understands).
-            loss = args.emb_weight * emb_mse + bce + (0.0 if point else dl + fl)
+            loss = args.emb_weight * emb_mse + bce + args.iou_weight * iou_mse + (0.0 if point else dl + fl)
             row.update({"teacher_bce": f"{dist.mean(bce.item()):.5g}", "dice": f"{dist.mean(dl.item()):.5g}"})
             row["focal"] = f"{dist.mean(fl.item()):.5g}"
+            row["iou_mse"] = f"{dist.mean(iou_mse.item()):.5g}"
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -312,7 +326,7 @@ def main():
             with open(log_path, "a", newline="") as f:
                 csv.DictWriter(f, fields).writerow(row)
             eta = (time.time() - t0) / (done - start) * (total - done) if done > start else 0
-            extra = " ".join(f"{k} {row[k]}" for k in ("val_mse", "teacher_bce", "dice", "focal") if row[k])
+            extra = " ".join(f"{k} {row[k]}" for k in ("val_mse", "teacher_bce", "dice", "focal", "iou_mse") if row[k])
             print(f"train: stage {stage} step {done}/{total} lr {lr:.2g} emb_mse {emb_value:.4g} {extra} "
                   f"({time.time() - t0:.0f} s, {eta / 60:.1f} min left)", flush=True)
         if dist.main and (done % args.checkpoint_every == 0 or done == total or done == args.stage1_steps):

@@ -3,11 +3,11 @@
 //! Window attention (TinyViT): one task per window, all heads; q·kᵀ is computed as rows of
 //! axpys over a transposed K so the inner loop runs over contiguous keys (vectorisable), the
 //! relative-position bias is looked up as `|dy|·ws + |dx|`, and only queries inside the image are
-//! computed (padded tokens are keys and values, never outputs). Dense attention (the mask
-//! decoder) splits work over (query block, head). Scratch is per thread, sized at plan time.
+//! computed (padded tokens are keys and values, never outputs). Scratch is per thread, sized at
+//! plan time. (The mask decoder's attention is in `cross_attention.rs`.)
 
 use super::gemm::{Epilogue, NR, gemm_serial_rows, pack_columns_into, pack_rows_into, packed_len};
-use super::kernels::{SharedMut, WideJob, dot8, run_wide, softmax_row};
+use super::kernels::{SharedMut, WideJob, run_wide, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::WindowGeometry;
 #[cfg(test)]
@@ -129,89 +129,6 @@ impl WideJob for Window<'_> {
     }
 }
 
-#[inline(always)]
-fn axpy_body(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yv, xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
-    }
-}
-
-/// See [`crate::segment::ops::Ops::attention`]. `scratch` holds `threads × nk` floats.
-#[allow(clippy::too_many_arguments)]
-pub fn dense_attention(
-    pool: &ThreadPool,
-    q: &[f32],
-    nq: usize,
-    k: &[f32],
-    v: &[f32],
-    nk: usize,
-    d: usize,
-    heads: usize,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) {
-    let hd = d / heads;
-    assert!(q.len() >= nq * d && k.len() >= nk * d && v.len() >= nk * d && out.len() >= nq * d);
-    assert!(scratch.len() >= nk * pool.threads(), "attention scratch");
-    let scale = (hd as f32).powf(-0.5);
-    const QUERIES_PER_TASK: usize = 64;
-    let blocks = nq.div_ceil(QUERIES_PER_TASK);
-    let out_ptr = SharedMut(out.as_mut_ptr());
-    let scratch_ptr = SharedMut(scratch.as_mut_ptr());
-    pool.for_each_on_thread(blocks * heads, &|task, thread| {
-        let (block, h) = (task / heads, task % heads);
-        // SAFETY: each thread uses its own slice of the scratch.
-        let s = unsafe { scratch_ptr.rows(thread * nk, nk) };
-        let job = DenseBlock {
-            q,
-            k,
-            v,
-            d,
-            hd,
-            h,
-            scale,
-            queries: block * QUERIES_PER_TASK..((block + 1) * QUERIES_PER_TASK).min(nq),
-            out: out_ptr,
-        };
-        run_wide(&job, s)
-    });
-}
-
-/// A block of queries of one head of dense attention.
-struct DenseBlock<'a> {
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    d: usize,
-    hd: usize,
-    h: usize,
-    scale: f32,
-    queries: std::ops::Range<usize>,
-    out: SharedMut,
-}
-
-impl WideJob for DenseBlock<'_> {
-    /// Inlined into the wide and the baseline copies, so the dot products and axpys vectorise.
-    #[inline(always)]
-    fn run(&self, s: &mut [f32]) {
-        let (d, hd, h) = (self.d, self.hd, self.h);
-        let at = |j: usize| j * d + h * hd..j * d + (h + 1) * hd;
-        for i in self.queries.clone() {
-            let qi = &self.q[at(i)];
-            for (j, sj) in s.iter_mut().enumerate() {
-                *sj = dot8(qi, &self.k[at(j)]) * self.scale;
-            }
-            softmax_row(s);
-            // SAFETY: (query i, head h) is written by this task alone.
-            let o = unsafe { self.out.rows(i * d + h * hd, hd) };
-            o.fill(0.0);
-            for (j, &p) in s.iter().enumerate() {
-                axpy_body(p, &self.v[at(j)], o);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,29 +185,6 @@ mod tests {
                             assert!((a - b).abs() < 1e-5, "window ({wy},{wx}) head {h} token {t:?}");
                         }
                     }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn dense_attention_matches_naive() {
-        let pool = ThreadPool::new(2).unwrap();
-        let (nq, nk, d, heads) = (70, 9, 8, 2);
-        let q: Vec<f32> = (0..nq * d).map(|i| ((i * 13) % 7) as f32 * 0.2 - 0.6).collect();
-        let k: Vec<f32> = (0..nk * d).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
-        let v: Vec<f32> = (0..nk * d).map(|i| (i % 9) as f32 * 0.3).collect();
-        let mut out = vec![0.0; nq * d];
-        let mut scratch = vec![0.0; 2 * nk];
-        dense_attention(&pool, &q, nq, &k, &v, nk, d, heads, &mut out, &mut scratch);
-        for h in 0..heads {
-            let rows = |m: &[f32], n: usize| -> Vec<Vec<f32>> {
-                (0..n).map(|i| m[i * d + h * 4..i * d + h * 4 + 4].to_vec()).collect()
-            };
-            let want = naive(&rows(&q, nq), &rows(&k, nk), &rows(&v, nk), |_, _| 0.0);
-            for i in 0..nq {
-                for dd in 0..4 {
-                    assert!((out[i * d + h * 4 + dd] - want[i][dd]).abs() < 1e-5);
                 }
             }
         }

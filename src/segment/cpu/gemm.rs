@@ -258,6 +258,21 @@ unsafe fn gemm_serial_with<'a>(
 /// `c[m × n] (row stride ldc) = epilogue(a[m × k] (row stride lda) · b + bias)`.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: &mut [f32], ldc: usize, epi: Epilogue) {
+    gemm_packed(pool, a, lda, m, b.view(), c, ldc, epi)
+}
+
+/// [`gemm`] with B packed anywhere (activations packed for one product).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed(
+    pool: &ThreadPool,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: PackedRef,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Epilogue,
+) {
     let (k, n) = (b.k, b.n);
     assert!(m == 0 || (a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n), "gemm operand sizes");
     if m == 0 || n == 0 {
@@ -273,7 +288,7 @@ pub fn gemm(pool: &ThreadPool, a: &[f32], lda: usize, m: usize, b: &PackedB, c: 
     // SAFETY: the assert bounds every row, and each task writes its own (rows, panels) block.
     let c_row = |r: usize| unsafe { out.at(r * ldc) };
     pool.for_each(row_blocks * col_blocks, &|task| {
-        let job = Task { a_row, m, b: b.view(), c_row, epi, kernels, task, col_blocks };
+        let job = Task { a_row, m, b, c_row, epi, kernels, task, col_blocks };
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]

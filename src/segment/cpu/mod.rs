@@ -1,6 +1,7 @@
 //! The CPU engine: the model's ops on both cores, planned once, allocation-free per frame.
 
 pub mod attention;
+pub mod cross_attention;
 pub mod depthwise;
 pub mod gemm;
 mod gemm_pair;

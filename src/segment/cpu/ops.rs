@@ -3,24 +3,27 @@
 //! Ops read some buffers and write another; the arena is one allocation, so each op takes its
 //! slices with [`CpuOps::io`], which checks that what it writes overlaps nothing it reads.
 
-use super::attention::{dense_attention, window_attention};
+use super::attention::window_attention;
+use super::cross_attention::CrossAttention;
 use super::depthwise::{DepthwiseArgs, depthwise3x3};
 use super::gemm::{self, PackedB};
 use super::kernels::{self, SharedMut};
 use super::mbconv::{self, MbConvArgs};
 use super::mlp::{self, MlpArgs};
 use super::pool::ThreadPool;
-use crate::segment::ops::{Buf, Epilogue, Ops, WindowGeometry};
+use crate::segment::ops::{AttentionWeights, Buf, Epilogue, Ops, WindowGeometry};
 
 /// Scratch floats per thread: the fused MBConv's three hidden rows and one depthwise row at
 /// 256 × 256 × 256 (262 144) is the largest need; the fused MLP needs 76 800 at 320 channels,
-/// window attention 66 448, dense attention over 4096 keys 4096.
+/// window attention 66 448, the decoder's attention 65 536.
 const SCRATCH_PER_THREAD: usize = 4 * 256 * 256;
 
 pub struct CpuOps {
     pool: ThreadPool,
     arena: Vec<f32>,
     scratch: Vec<f32>,
+    /// Shared (not per-thread) scratch of the decoder's attention, sized at plan time.
+    attention_scratch: Vec<f32>,
     /// Time and calls per op kind, when profiling is on.
     profile: Option<OpProfile>,
 }
@@ -61,7 +64,7 @@ impl OpKind {
             OpKind::Depthwise => "depthwise 3x3 conv",
             OpKind::Elementwise => "element-wise (GELU, adds)",
             OpKind::WindowAttention => "window attention",
-            OpKind::Attention => "decoder attention",
+            OpKind::Attention => "decoder attention, with projections",
             OpKind::DataMovement => "copies, padding, im2col, shuffles",
         }
     }
@@ -83,7 +86,7 @@ impl CpuOps {
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let pool = ThreadPool::new(threads)?;
         let scratch = vec![0.0; SCRATCH_PER_THREAD * pool.threads()];
-        Ok(CpuOps { pool, arena: Vec::new(), scratch, profile: None })
+        Ok(CpuOps { pool, arena: Vec::new(), scratch, attention_scratch: Vec::new(), profile: None })
     }
 
     /// Starts (or restarts) timing every op by kind.
@@ -139,6 +142,7 @@ impl Ops for CpuOps {
     type Linear = PackedB;
     type Vector = Vec<f32>;
     type Depthwise = DepthwiseKernel;
+    type Attention = CrossAttention;
 
     fn allocate_arena(&mut self, len: usize) {
         self.arena = vec![0.0; len];
@@ -166,6 +170,19 @@ impl Ops for CpuOps {
             }
         }
         DepthwiseKernel { taps, bias: bias.to_vec() }
+    }
+
+    fn attention_weight(&mut self, w: &AttentionWeights) -> CrossAttention {
+        let layer = CrossAttention::new(w);
+        let shared = layer.scratch_len(w.max_queries, w.max_keys);
+        if self.attention_scratch.len() < shared {
+            self.attention_scratch.resize(shared, 0.0);
+        }
+        assert!(
+            layer.thread_scratch_len(w.max_queries, w.max_keys) <= SCRATCH_PER_THREAD,
+            "attention scratch per thread"
+        );
+        layer
     }
 
     fn upload(&mut self, dst: Buf, values: &[f32]) {
@@ -277,10 +294,13 @@ impl Ops for CpuOps {
         self.end(OpKind::WindowAttention, started);
     }
 
-    fn attention(&mut self, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, d: usize, heads: usize, out: Buf) {
+    fn attend(&mut self, w: &CrossAttention, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, out: Buf) {
         let started = self.begin();
+        // Taken out for the call so it can be borrowed beside the arena (no allocation).
+        let mut shared = std::mem::take(&mut self.attention_scratch);
         let ([q, k, v], o, pool, scratch) = self.io([q, k, v], out);
-        dense_attention(pool, q, nq, k, v, nk, d, heads, o, scratch);
+        w.attend(pool, q, nq, k, v, nk, o, &mut shared, scratch);
+        self.attention_scratch = shared;
         self.end(OpKind::Attention, started);
     }
 

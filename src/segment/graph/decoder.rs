@@ -6,7 +6,7 @@
 use super::prompt::{DIM, MAX_SPARSE_TOKENS};
 use super::{WeightSource, linear, norm};
 use crate::model::WeightsError;
-use crate::segment::ops::{ArenaPlan, Buf, Epilogue, Ops};
+use crate::segment::ops::{ArenaPlan, AttentionWeights, Buf, Epilogue, Ops};
 
 const SIDE: usize = 64;
 const KEYS: usize = SIDE * SIDE;
@@ -21,24 +21,16 @@ const LN_EPS: f32 = 1e-5;
 const LN2D_EPS: f32 = 1e-6;
 pub const MASK_SIDE: usize = 256;
 
-struct Attention<O: Ops> {
-    q: O::Linear,
-    k: O::Linear,
-    v: O::Linear,
-    out: O::Linear,
-    dim: usize,
-}
-
 struct Layer<O: Ops> {
-    self_attn: Attention<O>,
+    self_attn: O::Attention,
     norm1: (O::Vector, O::Vector),
-    to_image: Attention<O>,
+    to_image: O::Attention,
     norm2: (O::Vector, O::Vector),
     lin1: O::Linear,
     lin2: O::Linear,
     norm3: (O::Vector, O::Vector),
     norm4: (O::Vector, O::Vector),
-    to_tokens: Attention<O>,
+    to_tokens: O::Attention,
 }
 
 /// Activation buffers.
@@ -49,9 +41,9 @@ struct Buffers {
     keys: Buf,
     key_pe: Buf,
     /// Token-sized scratch.
-    t: [Buf; 4],
+    t: [Buf; 3],
     /// Key-sized scratch (4096 × 256).
-    k: [Buf; 3],
+    k: [Buf; 2],
     hidden: Buf,
     up1: Buf,
     up1_shuffled: Buf,
@@ -67,7 +59,7 @@ pub struct Decoder<O: Ops> {
     output_tokens: Vec<f32>,
     no_mask: O::Vector,
     layers: Vec<Layer<O>>,
-    final_attn: Attention<O>,
+    final_attn: O::Attention,
     final_norm: (O::Vector, O::Vector),
     up1: O::Linear,
     up1_norm: (O::Vector, O::Vector),
@@ -81,14 +73,32 @@ pub struct Decoder<O: Ops> {
     pub iou_out: Buf,
 }
 
-fn attention<O: Ops>(ops: &mut O, w: &WeightSource, prefix: &str, dim: usize) -> Result<Attention<O>, WeightsError> {
-    Ok(Attention {
-        q: linear(ops, w, &format!("{prefix}.q_proj"), dim, DIM)?,
-        k: linear(ops, w, &format!("{prefix}.k_proj"), dim, DIM)?,
-        v: linear(ops, w, &format!("{prefix}.v_proj"), dim, DIM)?,
-        out: linear(ops, w, &format!("{prefix}.out_proj"), DIM, dim)?,
-        dim,
-    })
+/// SAM's `Attention` (q, k, v to `inner` channels, 8 heads, and back) between up to
+/// `max_queries` and `max_keys` rows.
+fn attention<O: Ops>(
+    ops: &mut O,
+    w: &WeightSource,
+    prefix: &str,
+    inner: usize,
+    max_queries: usize,
+    max_keys: usize,
+) -> Result<O::Attention, WeightsError> {
+    let pair = |name: &str, out: usize, inputs: usize| -> Result<(&[f32], &[f32]), WeightsError> {
+        let weight = w.get(&format!("{prefix}.{name}.weight"), &[out, inputs])?;
+        Ok((weight, w.get(&format!("{prefix}.{name}.bias"), &[out])?))
+    };
+    let weights = AttentionWeights {
+        q: pair("q_proj", inner, DIM)?,
+        k: pair("k_proj", inner, DIM)?,
+        v: pair("v_proj", inner, DIM)?,
+        out: pair("out_proj", DIM, inner)?,
+        dim: DIM,
+        inner,
+        heads: HEADS,
+        max_queries,
+        max_keys,
+    };
+    Ok(ops.attention_weight(&weights))
 }
 
 /// A ConvTranspose2d with kernel 2, stride 2, as a product: weight (in, out, 2, 2) → columns
@@ -131,15 +141,15 @@ impl<O: Ops> Decoder<O> {
         for l in 0..2 {
             let q = format!("{p}.transformer.layers.{l}");
             layers.push(Layer {
-                self_attn: attention(ops, w, &format!("{q}.self_attn"), DIM)?,
+                self_attn: attention(ops, w, &format!("{q}.self_attn"), DIM, MAX_TOKENS, MAX_TOKENS)?,
                 norm1: norm(ops, w, &format!("{q}.norm1"), DIM)?,
-                to_image: attention(ops, w, &format!("{q}.cross_attn_token_to_image"), CROSS_DIM)?,
+                to_image: attention(ops, w, &format!("{q}.cross_attn_token_to_image"), CROSS_DIM, MAX_TOKENS, KEYS)?,
                 norm2: norm(ops, w, &format!("{q}.norm2"), DIM)?,
                 lin1: linear(ops, w, &format!("{q}.mlp.lin1"), MLP_DIM, DIM)?,
                 lin2: linear(ops, w, &format!("{q}.mlp.lin2"), DIM, MLP_DIM)?,
                 norm3: norm(ops, w, &format!("{q}.norm3"), DIM)?,
                 norm4: norm(ops, w, &format!("{q}.norm4"), DIM)?,
-                to_tokens: attention(ops, w, &format!("{q}.cross_attn_image_to_token"), CROSS_DIM)?,
+                to_tokens: attention(ops, w, &format!("{q}.cross_attn_image_to_token"), CROSS_DIM, KEYS, MAX_TOKENS)?,
             });
         }
         let t = || MAX_TOKENS * DIM;
@@ -150,8 +160,8 @@ impl<O: Ops> Decoder<O> {
             token_pe: a(t()),
             keys: a(k),
             key_pe: a(k),
-            t: [a(t()), a(t()), a(t()), a(t())],
-            k: [a(k), a(k), a(k)],
+            t: [a(t()), a(t()), a(t())],
+            k: [a(k), a(k)],
             hidden: a(MAX_TOKENS * MLP_DIM),
             up1: a(KEYS * 4 * 64),
             up1_shuffled: a(KEYS * 4 * 64),
@@ -166,7 +176,14 @@ impl<O: Ops> Decoder<O> {
             output_tokens,
             no_mask: ops.vector(no_mask),
             layers,
-            final_attn: attention(ops, w, &format!("{p}.transformer.final_attn_token_to_image"), CROSS_DIM)?,
+            final_attn: attention(
+                ops,
+                w,
+                &format!("{p}.transformer.final_attn_token_to_image"),
+                CROSS_DIM,
+                MAX_TOKENS,
+                KEYS,
+            )?,
             final_norm: norm(ops, w, &format!("{p}.transformer.norm_final_attn"), DIM)?,
             up1: transposed_conv(ops, w, &format!("{p}.output_upscaling.0"), DIM, 64)?,
             up1_norm: norm(ops, w, &format!("{p}.output_upscaling.1"), 64)?,
@@ -187,37 +204,14 @@ impl<O: Ops> Decoder<O> {
         ops.copy(tmp, x);
     }
 
-    /// Attention with projections: `out = out_proj(attn(q_proj(q_in), k_proj(k_in), v_proj(v_in)))`.
-    #[allow(clippy::too_many_arguments)]
-    fn attend(
-        &self,
-        ops: &mut O,
-        a: &Attention<O>,
-        q_in: Buf,
-        nq: usize,
-        k_in: Buf,
-        v_in: Buf,
-        nk: usize,
-        scratch: [Buf; 4],
-        out: Buf,
-    ) {
-        let [qs, ks, vs, att] = scratch;
-        let d = a.dim;
-        ops.linear(q_in, nq, &a.q, qs.prefix(nq * d), Epilogue::None);
-        ops.linear(k_in, nk, &a.k, ks.prefix(nk * d), Epilogue::None);
-        ops.linear(v_in, nk, &a.v, vs.prefix(nk * d), Epilogue::None);
-        ops.attention(qs.prefix(nq * d), nq, ks.prefix(nk * d), vs.prefix(nk * d), nk, d, HEADS, att.prefix(nq * d));
-        ops.linear(att.prefix(nq * d), nq, &a.out, out.prefix(nq * DIM), Epilogue::None);
-    }
-
     /// Runs the decoder on `embedding` with `sparse` prompt tokens (host rows of 256);
     /// the logits land in `self.logits` (256 × 256) and the IoU estimate in `self.iou_out[0]`.
     pub fn run(&self, ops: &mut O, embedding: Buf, sparse: &[f32]) {
         let b = &self.b;
         let n = OUTPUT_TOKENS + sparse.len() / DIM;
         let (tokens, tpe) = (b.tokens.prefix(n * DIM), b.token_pe.prefix(n * DIM));
-        let [t0, t1, t2, t3] = b.t.map(|t| t.prefix(n * DIM));
-        let [k0, k1, k2] = b.k;
+        let [t0, t1, t2] = b.t.map(|t| t.prefix(n * DIM));
+        let [k0, k1] = b.k;
         ops.upload(tokens, &self.output_tokens);
         ops.upload(tokens.slice(OUTPUT_TOKENS * DIM, sparse.len()), sparse);
         ops.copy(tokens, tpe);
@@ -227,24 +221,12 @@ impl<O: Ops> Decoder<O> {
         for (i, l) in self.layers.iter().enumerate() {
             // Self-attention; the first layer's has no positional encoding and no residual.
             if i == 0 {
-                self.attend(ops, &l.self_attn, tokens, n, tokens, tokens, n, [t0, t1, t2, t3], b.hidden);
-                ops.copy(b.hidden.prefix(n * DIM), tokens);
-                ops.layer_norm(tokens, n, &l.norm1.0, &l.norm1.1, LN_EPS, t0);
-                ops.copy(t0, tokens);
+                ops.attend(&l.self_attn, tokens, n, tokens, tokens, n, t1);
+                ops.layer_norm(t1, n, &l.norm1.0, &l.norm1.1, LN_EPS, tokens);
             } else {
-                ops.add_into(tokens, tpe, b.hidden.prefix(n * DIM));
-                self.attend(
-                    ops,
-                    &l.self_attn,
-                    b.hidden.prefix(n * DIM),
-                    n,
-                    b.hidden.prefix(n * DIM),
-                    tokens,
-                    n,
-                    [t0, t1, t2, t3],
-                    k0,
-                );
-                self.add_norm(ops, tokens, k0.prefix(n * DIM), n, &l.norm1, t0);
+                ops.add_into(tokens, tpe, t2);
+                ops.attend(&l.self_attn, t2, n, t2, tokens, n, t1);
+                self.add_norm(ops, tokens, t1, n, &l.norm1, t0);
             }
             // Tokens attend to the image.
             self.token_to_image(ops, &l.to_image, &l.norm2, n);
@@ -255,21 +237,7 @@ impl<O: Ops> Decoder<O> {
             // The image attends to the tokens (with the tokens just updated).
             ops.add_into(keys, kpe, k0);
             ops.add_into(tokens, tpe, t0);
-            let c = CROSS_DIM;
-            ops.linear(k0, KEYS, &l.to_tokens.q, k1.prefix(KEYS * c), Epilogue::None);
-            ops.linear(t0, n, &l.to_tokens.k, t1.prefix(n * c), Epilogue::None);
-            ops.linear(tokens, n, &l.to_tokens.v, t2.prefix(n * c), Epilogue::None);
-            ops.attention(
-                k1.prefix(KEYS * c),
-                KEYS,
-                t1.prefix(n * c),
-                t2.prefix(n * c),
-                n,
-                c,
-                HEADS,
-                k2.prefix(KEYS * c),
-            );
-            ops.linear(k2.prefix(KEYS * c), KEYS, &l.to_tokens.out, k1, Epilogue::None);
+            ops.attend(&l.to_tokens, k0, KEYS, t0, tokens, n, k1);
             self.add_norm(ops, keys, k1, KEYS, &l.norm4, k0);
         }
         self.token_to_image(ops, &self.final_attn, &self.final_norm, n);
@@ -292,19 +260,14 @@ impl<O: Ops> Decoder<O> {
     }
 
     /// `tokens = norm(tokens + attn(q = tokens + pe, k = keys + key_pe, v = keys))`.
-    fn token_to_image(&self, ops: &mut O, a: &Attention<O>, n_: &(O::Vector, O::Vector), n: usize) {
+    fn token_to_image(&self, ops: &mut O, a: &O::Attention, n_: &(O::Vector, O::Vector), n: usize) {
         let b = &self.b;
         let tokens = b.tokens.prefix(n * DIM);
-        let [t0, t1, t2, t3] = b.t.map(|t| t.prefix(n * DIM));
-        let [k0, k1, k2] = b.k;
-        let c = a.dim;
+        let [t0, t1, _] = b.t.map(|t| t.prefix(n * DIM));
+        let [k0, _] = b.k;
         ops.add_into(tokens, b.token_pe.prefix(n * DIM), t0);
         ops.add_into(b.keys, b.key_pe, k0);
-        ops.linear(t0, n, &a.q, t1.prefix(n * c), Epilogue::None);
-        ops.linear(k0, KEYS, &a.k, k1.prefix(KEYS * c), Epilogue::None);
-        ops.linear(b.keys, KEYS, &a.v, k2.prefix(KEYS * c), Epilogue::None);
-        ops.attention(t1.prefix(n * c), n, k1.prefix(KEYS * c), k2.prefix(KEYS * c), KEYS, c, HEADS, t2.prefix(n * c));
-        ops.linear(t2.prefix(n * c), n, &a.out, t3, Epilogue::None);
-        self.add_norm(ops, tokens, t3, n, n_, t0);
+        ops.attend(a, t0, n, k0, b.keys, KEYS, t1);
+        self.add_norm(ops, tokens, t1, n, n_, t0);
     }
 }
