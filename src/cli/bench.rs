@@ -11,8 +11,9 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 
 use sonoflow::capture::simulator::{LABEL_LESION, SimulationSpec, Simulator, label_box};
-use sonoflow::segment::cpu::ops::OpKind;
+use sonoflow::segment::cpu::ops::{CpuOps, OpKind, OpProfile};
 use sonoflow::segment::graph::prompt::Prompt;
+use sonoflow::segment::model::LiteMedSam;
 use sonoflow::segment::settings::{ModelChoice, SegmentSettings};
 use sonoflow::segment::stage::load_model;
 use sonoflow::segment::{Letterbox, Preprocessor};
@@ -102,18 +103,29 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     let prompt = Prompt::from_box(letterbox.box_to_model(bbox));
     let mut logits = vec![0.0; 256 * 256];
     let (mut enc, mut dec) = (Vec::new(), Vec::new());
+    // Per op kind, the encoder's and the decoder's, over the timed frames.
+    let mut profiles = [OpProfile::default(), OpProfile::default()];
     for i in 0..args.warmup + args.frames {
-        if args.profile && i == args.warmup {
-            model.ops_mut().start_profile();
-        }
-        let t0 = Instant::now();
-        model.encode(&plane);
-        let t1 = Instant::now();
-        model.decode(&prompt, &mut logits);
-        let t2 = Instant::now();
+        let profiled = args.profile && i >= args.warmup;
+        let mut part = |model: &mut LiteMedSam<CpuOps>, which: usize, run: &mut dyn FnMut(&mut LiteMedSam<CpuOps>)| {
+            if profiled {
+                model.ops_mut().start_profile();
+            }
+            let t = Instant::now();
+            run(model);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if let Some(p) = model.ops_mut().take_profile() {
+                profiles[which].add(&p);
+            }
+            ms
+        };
+        let e = part(&mut model, 0, &mut |m| m.encode(&plane));
+        let d = part(&mut model, 1, &mut |m| {
+            m.decode(&prompt, &mut logits);
+        });
         if i >= args.warmup {
-            enc.push((t1 - t0).as_secs_f64() * 1e3);
-            dec.push((t2 - t1).as_secs_f64() * 1e3);
+            enc.push(e);
+            dec.push(d);
         }
     }
     let engine =
@@ -138,18 +150,23 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
             "  encoder p50 {e50:.1} ms p90 {e90:.1} ms; decoder p50 {d50:.1} ms p90 {d90:.1} ms; total p50 {t50:.1} ms p90 {t90:.1} ms"
         );
     }
-    if let Some(p) = model.ops_mut().take_profile() {
-        let total: u64 = p.ns.iter().sum();
-        eprintln!("where the time goes ({} frames, encoder + decoder):", args.frames);
+    if args.profile {
+        let per_frame = |ns: u64| ns as f64 / 1e6 / args.frames as f64;
+        let [e, d] = &profiles;
+        eprintln!("where the time goes ({} frames; ms per frame, calls per frame):", args.frames);
+        eprintln!("  {:42} {:>16} {:>16}", "", "encoder", "decoder");
         for (i, kind) in OpKind::ALL.iter().enumerate() {
             eprintln!(
-                "  {:42} {:8.1} ms/frame {:5.1} %  {:5} calls/frame",
+                "  {:42} {:8.1} ms {:4}  {:8.1} ms {:4}",
                 kind.name(),
-                p.ns[i] as f64 / 1e6 / args.frames as f64,
-                100.0 * p.ns[i] as f64 / total.max(1) as f64,
-                p.calls[i] / args.frames as u64
+                per_frame(e.ns[i]),
+                e.calls[i] / args.frames as u64,
+                per_frame(d.ns[i]),
+                d.calls[i] / args.frames as u64
             );
         }
+        let total = |p: &OpProfile| per_frame(p.ns.iter().sum());
+        eprintln!("  {:42} {:8.1} ms       {:8.1} ms", "all ops", total(e), total(d));
     }
     Ok(())
 }

@@ -121,6 +121,10 @@ pub trait Ops {
     /// `out[rows × out] = epilogue(x[rows × in] · W + b)`.
     fn linear(&mut self, x: Buf, rows: usize, w: &Self::Linear, out: Buf, epilogue: Epilogue);
     fn layer_norm(&mut self, x: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32, out: Buf);
+    /// [`layer_norm`](Self::layer_norm), then GELU.
+    fn layer_norm_gelu(&mut self, x: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32, out: Buf);
+    /// `x = LayerNorm(x + delta)` in place (a post-norm residual).
+    fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32);
     /// Depthwise 3×3, padding 1, stride 1 or 2, on an H × W × C image; optional GELU.
     #[allow(clippy::too_many_arguments)]
     fn depthwise(
@@ -190,6 +194,12 @@ pub trait Ops {
     fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
     /// `out[r] = a[r] · v` for an rows × cols `a` and a cols `v` (both activations).
     fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf);
+    /// [`matvec`](Self::matvec) over the rows of two 2×2, stride-2 transposed convolutions whose
+    /// products were not shuffled into place (a side × side grid, 16 rows of `cols` per cell in
+    /// (dy1, dx1, dy2, dx2) order): each dot product lands on its pixel of the 4·side × 4·side
+    /// image, as if both [`pixel_shuffle2`](Self::pixel_shuffle2)s had run. Row-wise ops between
+    /// the two convolutions do not care about row order, so the shuffles can be skipped.
+    fn matvec_upscaled(&mut self, a: Buf, side: usize, cols: usize, v: Buf, out: Buf);
 }
 
 /// Expands TinyViT's relative-position bias table (heads × window²) to heads × n × n for

@@ -22,10 +22,12 @@
 use super::gemm::{
     Epilogue, PackedB, gemm, gemm_packed, gemm_serial_rows, pack_columns_into, pack_rows_into, packed_len,
 };
-use super::kernels::{SharedMut, dot8, softmax_row};
+use super::kernels::{SharedMut, dot8, softmax_columns, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::AttentionWeights;
 
+/// Up to this many queries and keys, the plain form.
+const DIRECT_MAX: usize = 16;
 /// Image rows per task in the many-queries form.
 const ROWS_PER_TASK: usize = 64;
 /// Keys per packed block of V in the few-queries form (with [`COLUMNS_PER_TASK`] columns, a block
@@ -100,8 +102,9 @@ impl CrossAttention {
         let width = self.heads * few;
         let few_to_many = 2 * few * c + 2 * width * d + packed_len(d, width) + 2 * queries.max(keys) * width;
         let many_to_few = 2 * few * c + 2 * width * d + packed_len(d, width) + packed_len(width, d) + width;
+        let direct = (2 * queries + 2 * keys) * c + keys;
         // Plus a row of zeros (the absent biases).
-        few_to_many.max(many_to_few) + width.max(d)
+        few_to_many.max(many_to_few).max(direct) + width.max(d)
     }
 
     /// Floats of per-thread scratch [`attend`](Self::attend) needs for up to `queries` × `keys`.
@@ -134,11 +137,57 @@ impl CrossAttention {
         assert!(shared.len() >= self.scratch_len(nq, nk), "attention scratch");
         let per_thread_len = per_thread.len() / pool.threads();
         assert!(per_thread_len >= self.thread_scratch_len(nq, nk), "attention per-thread scratch");
-        if nq <= nk {
+        if nq.max(nk) <= DIRECT_MAX {
+            self.direct(pool, q, nq, k, v, nk, out, shared);
+        } else if nq <= nk {
             self.few_queries(pool, q, nq, k, v, nk, out, shared, per_thread, per_thread_len);
         } else {
             self.many_queries(pool, q, nq, k, v, nk, out, shared, per_thread, per_thread_len);
         }
+    }
+
+    /// The plain form, for a handful of queries and keys (the tokens' self-attention), where
+    /// the folds and the parallel steps would cost more than they save.
+    #[allow(clippy::too_many_arguments)]
+    fn direct(
+        &self,
+        pool: &ThreadPool,
+        q: &[f32],
+        nq: usize,
+        k: &[f32],
+        v: &[f32],
+        nk: usize,
+        out: &mut [f32],
+        shared: &mut [f32],
+    ) {
+        let (d, c, hd) = (self.dim, self.inner, self.head_dim());
+        let (qp, rest) = shared.split_at_mut(nq * c);
+        let (kp, rest) = rest.split_at_mut(nk * c);
+        let (vp, rest) = rest.split_at_mut(nk * c);
+        let (attn, rest) = rest.split_at_mut(nq * c);
+        let scores = &mut rest[..nk];
+        gemm(pool, q, d, nq, &self.q, qp, c, Epilogue::None);
+        gemm(pool, k, d, nk, &self.k, kp, c, Epilogue::None);
+        gemm(pool, v, d, nk, &self.v, vp, c, Epilogue::None);
+        let scale = self.scale();
+        for h in 0..self.heads {
+            // Row i's channels of head h.
+            let part = |i: usize| i * c + h * hd..i * c + (h + 1) * hd;
+            for i in 0..nq {
+                for (j, s) in scores.iter_mut().enumerate() {
+                    *s = dot8(&qp[part(i)], &kp[part(j)]) * scale;
+                }
+                softmax_row(scores);
+                let o = &mut attn[part(i)];
+                o.fill(0.0);
+                for (j, &p) in scores.iter().enumerate() {
+                    for (x, y) in o.iter_mut().zip(&vp[part(j)]) {
+                        *x += p * y;
+                    }
+                }
+            }
+        }
+        gemm(pool, attn, c, nq, &self.out, out, d, Epilogue::None);
     }
 
     /// Few queries over many keys: scores `A · kᵀ`, softmax, `P · v`, then the small projections.
@@ -254,10 +303,13 @@ impl CrossAttention {
         gemm(pool, k, d, nk, &self.k, kp, c, Epilogue::None);
         gemm(pool, v, d, nk, &self.v, vp, c, Epilogue::None);
         let scale = self.scale();
+        // Columns key-major (r = j·heads + h), so the softmax over keys runs across whole rows
+        // of heads (vectorised) rather than along runs of nk values.
+        let heads_n = self.heads;
         for h in 0..self.heads {
             let heads = h * hd..(h + 1) * hd;
             for j in 0..nk {
-                let r = h * nk + j;
+                let r = j * heads_n + h;
                 let key = &kp[j * c..][..c];
                 // Column r of B = scale · W_q,hᵀ k_j,h, its bias scale · b_q,h · k_j,h.
                 let col = &mut b_cols[r * d..][..d];
@@ -291,9 +343,7 @@ impl CrossAttention {
                 gemm_serial_rows(rows, |i| &q[(r0 + i) * d..][..d], b, |i| scores_at.at(i * width), Epilogue::None)
             };
             for row in scores.chunks_exact_mut(width) {
-                for head in row.chunks_exact_mut(nk) {
-                    softmax_row(head);
-                }
+                softmax_columns(row, nk, heads_n);
             }
             let scores = &*scores;
             // SAFETY: this task alone writes output rows r0..r0 + rows.
@@ -410,7 +460,55 @@ mod tests {
     }
 
     #[test]
-    fn equal_counts_take_the_few_queries_form() {
+    fn a_few_queries_and_keys_take_the_plain_form() {
         check(7, 7);
+        check(DIRECT_MAX, 3);
+    }
+
+    #[test]
+    fn equal_counts_past_the_plain_form_take_the_few_queries_form() {
+        check(DIRECT_MAX + 1, DIRECT_MAX + 1);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Not a test: the decoder's shapes. `cargo test --release --lib cross_attention_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn cross_attention_speed() {
+        let (d, c, heads) = (256, 128, 8);
+        // Small values, as in the model: large scores would underflow to denormals, which are slow.
+        let m = |n: usize| (0..n).map(|i| (((i * 7919) % 1013) as f32 / 1013.0 - 0.5) * 0.1).collect::<Vec<f32>>();
+        let (wq, wk, wv, wo, b, bo) = (m(c * d), m(c * d), m(c * d), m(d * c), m(c), m(d));
+        let pool = ThreadPool::new(2).unwrap();
+        for (nq, nk) in [(7usize, 4096usize), (4096, 7), (2, 4096)] {
+            let w = AttentionWeights {
+                q: (&wq, &b),
+                k: (&wk, &b),
+                v: (&wv, &b),
+                out: (&wo, &bo),
+                dim: d,
+                inner: c,
+                heads,
+                max_queries: nq,
+                max_keys: nk,
+            };
+            let layer = CrossAttention::new(&w);
+            let (q, k) = (m(nq * d), m(nk * d));
+            let mut out = vec![0.0; nq * d];
+            let mut shared = vec![0.0; layer.scratch_len(nq, nk)];
+            let mut per_thread = vec![0.0; 2 * 4 * 256 * 256];
+            let mut best = f64::MAX;
+            for _ in 0..30 {
+                let t = std::time::Instant::now();
+                layer.attend(&pool, &q, nq, &k, &k, nk, &mut out, &mut shared, &mut per_thread);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let flops = 4.0 * (nq.max(nk) * d * heads * nq.min(nk)) as f64;
+            eprintln!("{nq} queries x {nk} keys: {:.2} ms, {:.0} GFLOP/s", best * 1e3, flops / best / 1e9);
+        }
     }
 }

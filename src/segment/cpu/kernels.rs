@@ -284,6 +284,34 @@ multiversion! {
     }
 }
 
+multiversion! {
+    fn layer_norm_gelu_rows(x: &[f32], c: usize, gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+        for (row, o) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+            layer_norm_row(row, gamma, beta, eps, o);
+            for v in o.iter_mut() {
+                *v = gelu(*v);
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn add_layer_norm_rows(x: &mut [f32], delta: &[f32], c: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+        for (row, d) in x.chunks_exact_mut(c).zip(delta.chunks_exact(c)) {
+            for (v, e) in row.iter_mut().zip(d) {
+                *v += e;
+            }
+            // The same arithmetic as `layer_norm_row`, in place.
+            let mean = sum8(row, |v| v) / c as f32;
+            let var = sum8(row, |v| (v - mean) * (v - mean)) / c as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                *v = (*v - mean) * inv * g + b;
+            }
+        }
+    }
+}
+
 /// Rows per parallel task for row-wise kernels.
 const ROWS_PER_TASK: usize = 64;
 
@@ -335,6 +363,92 @@ pub fn layer_norm(
     });
 }
 
+/// [`layer_norm`] followed by GELU.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_gelu(
+    pool: &ThreadPool,
+    x: &[f32],
+    rows: usize,
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
+    assert!(x.len() >= rows * c && out.len() >= rows * c && gamma.len() == c && beta.len() == c);
+    let o = SharedMut(out.as_mut_ptr());
+    pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
+        let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
+        // SAFETY: task t writes rows r only.
+        let dst = unsafe { o.rows(r.start * c, r.len() * c) };
+        layer_norm_gelu_rows(&x[r.start * c..r.end * c], c, gamma, beta, eps, dst);
+    });
+}
+
+/// `x = LayerNorm(x + delta)` over `rows` rows of `c` channels, in place, in parallel (the
+/// transformer's post-norm residual without a pass for the sum and one for a copy).
+#[allow(clippy::too_many_arguments)]
+pub fn add_layer_norm(
+    pool: &ThreadPool,
+    x: &mut [f32],
+    delta: &[f32],
+    rows: usize,
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    assert!(x.len() >= rows * c && delta.len() >= rows * c && gamma.len() == c && beta.len() == c);
+    let p = SharedMut(x.as_mut_ptr());
+    pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
+        let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
+        // SAFETY: task t reads and writes rows r only.
+        let rows = unsafe { p.rows(r.start * c, r.len() * c) };
+        add_layer_norm_rows(rows, &delta[r.start * c..r.end * c], c, gamma, beta, eps);
+    });
+}
+
+/// Element-wise `out = a + b` (or `out += b` with `a` absent), in parallel chunks.
+pub fn add_par(pool: &ThreadPool, out: &mut [f32], a: Option<&[f32]>, b: &[f32]) {
+    const CHUNK: usize = 1 << 14;
+    let len = b.len().min(out.len());
+    let o = SharedMut(out.as_mut_ptr());
+    pool.for_each(len.div_ceil(CHUNK), &|t| {
+        let r = t * CHUNK..((t + 1) * CHUNK).min(len);
+        // SAFETY: task t owns elements r.
+        let dst = unsafe { o.rows(r.start, r.len()) };
+        match a {
+            Some(a) => add_into(dst, &a[r.clone()], &b[r]),
+            None => add_in_place(dst, &b[r]),
+        }
+    });
+}
+
+/// The mask decoder's logits: `out[pixel] = row · v` where `a` holds the rows of two 2×2,
+/// stride-2 transposed convolutions left unshuffled, in (y, x, dy1, dx1, dy2, dx2) order over a
+/// `side` × `side` grid, and the pixel is (4y + 2dy1 + dy2, 4x + 2dx1 + dx2) of the 4·side image.
+pub fn matvec_upscaled(pool: &ThreadPool, a: &[f32], side: usize, v: &[f32], out: &mut [f32]) {
+    let (cols, out_side) = (v.len(), 4 * side);
+    assert!(a.len() >= 16 * side * side * cols && out.len() >= out_side * out_side, "matvec_upscaled operand sizes");
+    let o = SharedMut(out.as_mut_ptr());
+    pool.for_each(side, &|y| {
+        let rows = &a[y * side * 16 * cols..][..side * 16 * cols];
+        // SAFETY: task y writes output rows 4y..4y + 4 only.
+        let dst = unsafe { o.rows(4 * y * out_side, 4 * out_side) };
+        matvec_upscaled_row(rows, cols, v, out_side, dst);
+    });
+}
+
+multiversion! {
+    fn matvec_upscaled_row(rows: &[f32], cols: usize, v: &[f32], out_side: usize, dst: &mut [f32]) {
+        for (i, row) in rows.chunks_exact(cols).enumerate() {
+            let (x, q1, q2) = (i / 16, (i / 4) % 4, i % 4);
+            let (dy, dx) = (2 * (q1 / 2) + q2 / 2, 4 * x + 2 * (q1 % 2) + q2 % 2);
+            dst[dy * out_side + dx] = dot8(row, v);
+        }
+    }
+}
+
 multiversion! {
     fn matvec_rows(a: &[f32], cols: usize, v: &[f32], out: &mut [f32]) {
         for (o, row) in out.iter_mut().zip(a.chunks_exact(cols)) {
@@ -367,6 +481,38 @@ pub fn gelu_par(pool: &ThreadPool, x: &mut [f32]) {
         // SAFETY: task t owns elements r.
         gelu_in_place(unsafe { p.rows(r.start, r.len()) });
     });
+}
+
+// Softmax down each column of a `rows` × `cols` block (contiguous rows), in place: e.g. the
+// scores of one query against `rows` keys for `cols` heads, laid out key-major, where the loops
+// over a row of heads vectorise and a softmax over a handful of keys would not.
+multiversion! {
+    fn softmax_columns(x: &mut [f32], rows: usize, cols: usize) {
+        const MAX_COLUMNS: usize = 64;
+        assert!(cols <= MAX_COLUMNS && x.len() >= rows * cols, "softmax_columns: {rows} x {cols}");
+        let mut max = [f32::NEG_INFINITY; MAX_COLUMNS];
+        let mut sum = [0.0f32; MAX_COLUMNS];
+        let (max, sum) = (&mut max[..cols], &mut sum[..cols]);
+        for row in x.chunks_exact(cols).take(rows) {
+            for (m, &v) in max.iter_mut().zip(row) {
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        for row in x.chunks_exact_mut(cols).take(rows) {
+            for ((v, m), s) in row.iter_mut().zip(&*max).zip(sum.iter_mut()) {
+                *v = exp_neg(*v - m);
+                *s += *v;
+            }
+        }
+        for s in sum.iter_mut() {
+            *s = 1.0 / *s;
+        }
+        for row in x.chunks_exact_mut(cols).take(rows) {
+            for (v, s) in row.iter_mut().zip(&*sum) {
+                *v *= s;
+            }
+        }
+    }
 }
 
 /// Softmax of one row, in place; inlined into the kernels that call it.

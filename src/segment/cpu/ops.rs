@@ -77,6 +77,16 @@ pub struct OpProfile {
     pub calls: [u64; 9],
 }
 
+impl OpProfile {
+    /// Adds another profile's times and calls to these.
+    pub fn add(&mut self, other: &OpProfile) {
+        for i in 0..OpKind::ALL.len() {
+            self.ns[i] += other.ns[i];
+            self.calls[i] += other.calls[i];
+        }
+    }
+}
+
 pub struct DepthwiseKernel {
     taps: Vec<f32>,
     bias: Vec<f32>,
@@ -215,6 +225,20 @@ impl Ops for CpuOps {
         self.end(OpKind::LayerNorm, started);
     }
 
+    fn layer_norm_gelu(&mut self, x: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32, out: Buf) {
+        let started = self.begin();
+        let ([a], o, pool, _) = self.io([x], out);
+        kernels::layer_norm_gelu(pool, a, rows, gamma.len(), gamma, beta, eps, o);
+        self.end(OpKind::LayerNorm, started);
+    }
+
+    fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32) {
+        let started = self.begin();
+        let ([d], o, pool, _) = self.io([delta], x);
+        kernels::add_layer_norm(pool, o, d, rows, gamma.len(), gamma, beta, eps);
+        self.end(OpKind::LayerNorm, started);
+    }
+
     fn depthwise(
         &mut self,
         x: Buf,
@@ -266,15 +290,15 @@ impl Ops for CpuOps {
 
     fn add(&mut self, x: Buf, other: Buf) {
         let started = self.begin();
-        let ([r], o, _, _) = self.io([other], x);
-        kernels::add_in_place(o, r);
+        let ([r], o, pool, _) = self.io([other], x);
+        kernels::add_par(pool, o, None, r);
         self.end(OpKind::Elementwise, started);
     }
 
     fn add_into(&mut self, a: Buf, b: Buf, out: Buf) {
         let started = self.begin();
-        let ([a, b], o, _, _) = self.io([a, b], out);
-        kernels::add_into(o, a, b);
+        let ([a, b], o, pool, _) = self.io([a, b], out);
+        kernels::add_par(pool, o, Some(a), b);
         self.end(OpKind::Elementwise, started);
     }
 
@@ -365,6 +389,13 @@ impl Ops for CpuOps {
         let started = self.begin();
         let ([a, v], o, pool, _) = self.io([a, v], out);
         kernels::matvec(pool, a, rows, &v[..cols], o);
+        self.end(OpKind::Linear, started);
+    }
+
+    fn matvec_upscaled(&mut self, a: Buf, side: usize, cols: usize, v: Buf, out: Buf) {
+        let started = self.begin();
+        let ([a, v], o, pool, _) = self.io([a, v], out);
+        kernels::matvec_upscaled(pool, a, side, &v[..cols], o);
         self.end(OpKind::Linear, started);
     }
 }

@@ -38,18 +38,17 @@ struct Buffers {
     /// Output + prompt tokens, and their initial values (the queries' positional encoding).
     tokens: Buf,
     token_pe: Buf,
+    /// The image side (4096 × 256), its positional encoding, their sum, and an attention output.
     keys: Buf,
     key_pe: Buf,
+    keys_pe: Buf,
+    key_delta: Buf,
     /// Token-sized scratch.
-    t: [Buf; 3],
-    /// Key-sized scratch (4096 × 256).
-    k: [Buf; 2],
+    t: [Buf; 2],
     hidden: Buf,
     up1: Buf,
-    up1_shuffled: Buf,
     up1_norm: Buf,
     up2: Buf,
-    up2_shuffled: Buf,
     hyper: [Buf; 3],
     iou: [Buf; 3],
     pub logits: Buf,
@@ -160,14 +159,13 @@ impl<O: Ops> Decoder<O> {
             token_pe: a(t()),
             keys: a(k),
             key_pe: a(k),
-            t: [a(t()), a(t()), a(t())],
-            k: [a(k), a(k)],
+            keys_pe: a(k),
+            key_delta: a(k),
+            t: [a(t()), a(t())],
             hidden: a(MAX_TOKENS * MLP_DIM),
             up1: a(KEYS * 4 * 64),
-            up1_shuffled: a(KEYS * 4 * 64),
             up1_norm: a(KEYS * 4 * 64),
             up2: a(KEYS * 16 * 32),
-            up2_shuffled: a(KEYS * 16 * 32),
             hyper: [a(DIM), a(DIM), a(32)],
             iou: [a(DIM), a(DIM), a(4)],
             logits: a(MASK_SIDE * MASK_SIDE),
@@ -197,77 +195,70 @@ impl<O: Ops> Decoder<O> {
         })
     }
 
-    /// `x = LayerNorm(x + delta)` (the transformer's post-norm residual).
-    fn add_norm(&self, ops: &mut O, x: Buf, delta: Buf, rows: usize, n: &(O::Vector, O::Vector), tmp: Buf) {
-        ops.add(x, delta);
-        ops.layer_norm(x, rows, &n.0, &n.1, LN_EPS, tmp);
-        ops.copy(tmp, x);
-    }
-
     /// Runs the decoder on `embedding` with `sparse` prompt tokens (host rows of 256);
     /// the logits land in `self.logits` (256 × 256) and the IoU estimate in `self.iou_out[0]`.
     pub fn run(&self, ops: &mut O, embedding: Buf, sparse: &[f32]) {
         let b = &self.b;
         let n = OUTPUT_TOKENS + sparse.len() / DIM;
         let (tokens, tpe) = (b.tokens.prefix(n * DIM), b.token_pe.prefix(n * DIM));
-        let [t0, t1, t2] = b.t.map(|t| t.prefix(n * DIM));
-        let [k0, k1] = b.k;
+        let [t0, t1] = b.t.map(|t| t.prefix(n * DIM));
+        // `keys_pe` is `keys + key_pe`, recomputed whenever the keys change.
+        let (keys, kpe, keys_pe, delta) = (b.keys, b.key_pe, b.keys_pe, b.key_delta);
         ops.upload(tokens, &self.output_tokens);
         ops.upload(tokens.slice(OUTPUT_TOKENS * DIM, sparse.len()), sparse);
         ops.copy(tokens, tpe);
-        ops.copy(embedding, b.keys);
-        ops.add_row(b.keys, KEYS, &self.no_mask);
-        let (keys, kpe) = (b.keys, b.key_pe);
+        ops.copy(embedding, keys);
+        ops.add_row(keys, KEYS, &self.no_mask);
+        ops.add_into(keys, kpe, keys_pe);
         for (i, l) in self.layers.iter().enumerate() {
             // Self-attention; the first layer's has no positional encoding and no residual.
             if i == 0 {
                 ops.attend(&l.self_attn, tokens, n, tokens, tokens, n, t1);
                 ops.layer_norm(t1, n, &l.norm1.0, &l.norm1.1, LN_EPS, tokens);
             } else {
-                ops.add_into(tokens, tpe, t2);
-                ops.attend(&l.self_attn, t2, n, t2, tokens, n, t1);
-                self.add_norm(ops, tokens, t1, n, &l.norm1, t0);
+                ops.add_into(tokens, tpe, t0);
+                ops.attend(&l.self_attn, t0, n, t0, tokens, n, t1);
+                ops.add_layer_norm(tokens, t1, n, &l.norm1.0, &l.norm1.1, LN_EPS);
             }
             // Tokens attend to the image.
             self.token_to_image(ops, &l.to_image, &l.norm2, n);
             // MLP (ReLU).
             ops.linear(tokens, n, &l.lin1, b.hidden.prefix(n * MLP_DIM), Epilogue::Relu);
             ops.linear(b.hidden.prefix(n * MLP_DIM), n, &l.lin2, t1, Epilogue::None);
-            self.add_norm(ops, tokens, t1, n, &l.norm3, t0);
+            ops.add_layer_norm(tokens, t1, n, &l.norm3.0, &l.norm3.1, LN_EPS);
             // The image attends to the tokens (with the tokens just updated).
-            ops.add_into(keys, kpe, k0);
             ops.add_into(tokens, tpe, t0);
-            ops.attend(&l.to_tokens, k0, KEYS, t0, tokens, n, k1);
-            self.add_norm(ops, keys, k1, KEYS, &l.norm4, k0);
+            ops.attend(&l.to_tokens, keys_pe, KEYS, t0, tokens, n, delta);
+            ops.add_layer_norm(keys, delta, KEYS, &l.norm4.0, &l.norm4.1, LN_EPS);
+            ops.add_into(keys, kpe, keys_pe);
         }
-        self.token_to_image(ops, &self.final_attn, &self.final_norm, n);
-        // Upscaling: 64² × 256 → 128² × 64 → 256² × 32.
+        // Only the IoU token (row 0) and mask token 0 (row 1) are read after the last attention,
+        // and its queries are independent: the other tokens need not ask.
+        self.token_to_image(ops, &self.final_attn, &self.final_norm, 2);
+        // Upscaling: 64² × 256 → 128² × 64 → 256² × 32. Rows stay in the transposed
+        // convolutions' order (LayerNorm2d and GELU are per row); the logits put them in place.
         ops.linear(keys, KEYS, &self.up1, b.up1, Epilogue::None);
-        ops.pixel_shuffle2(b.up1, SIDE, SIDE, 64, b.up1_shuffled);
-        ops.layer_norm(b.up1_shuffled, 4 * KEYS, &self.up1_norm.0, &self.up1_norm.1, LN2D_EPS, b.up1_norm);
-        ops.gelu(b.up1_norm);
+        ops.layer_norm_gelu(b.up1, 4 * KEYS, &self.up1_norm.0, &self.up1_norm.1, LN2D_EPS, b.up1_norm);
         ops.linear(b.up1_norm, 4 * KEYS, &self.up2, b.up2, Epilogue::Gelu);
-        ops.pixel_shuffle2(b.up2, 2 * SIDE, 2 * SIDE, 32, b.up2_shuffled);
-        // Mask token 0 (row 1) through its hypernetwork, IoU token (row 0) through the IoU head.
+        // Mask token 0 through its hypernetwork, the IoU token through the IoU head.
         let mask_token = tokens.slice(DIM, DIM);
         ops.linear(mask_token, 1, &self.hyper[0], b.hyper[0], Epilogue::Relu);
         ops.linear(b.hyper[0], 1, &self.hyper[1], b.hyper[1], Epilogue::Relu);
         ops.linear(b.hyper[1], 1, &self.hyper[2], b.hyper[2], Epilogue::None);
-        ops.matvec(b.up2_shuffled, MASK_SIDE * MASK_SIDE, 32, b.hyper[2], b.logits);
+        ops.matvec_upscaled(b.up2, SIDE, 32, b.hyper[2], b.logits);
         ops.linear(tokens.prefix(DIM), 1, &self.iou[0], b.iou[0], Epilogue::Relu);
         ops.linear(b.iou[0], 1, &self.iou[1], b.iou[1], Epilogue::Relu);
         ops.linear(b.iou[1], 1, &self.iou[2], b.iou[2], Epilogue::None);
     }
 
-    /// `tokens = norm(tokens + attn(q = tokens + pe, k = keys + key_pe, v = keys))`.
-    fn token_to_image(&self, ops: &mut O, a: &O::Attention, n_: &(O::Vector, O::Vector), n: usize) {
+    /// `tokens = norm(tokens + attn(q = tokens + pe, k = keys + key_pe, v = keys))` for the first
+    /// `n` tokens.
+    fn token_to_image(&self, ops: &mut O, a: &O::Attention, norm: &(O::Vector, O::Vector), n: usize) {
         let b = &self.b;
         let tokens = b.tokens.prefix(n * DIM);
-        let [t0, t1, _] = b.t.map(|t| t.prefix(n * DIM));
-        let [k0, _] = b.k;
+        let [t0, t1] = b.t.map(|t| t.prefix(n * DIM));
         ops.add_into(tokens, b.token_pe.prefix(n * DIM), t0);
-        ops.add_into(b.keys, b.key_pe, k0);
-        ops.attend(a, t0, n, k0, b.keys, KEYS, t1);
-        self.add_norm(ops, tokens, t1, n, n_, t0);
+        ops.attend(a, t0, n, b.keys_pe, b.keys, KEYS, t1);
+        ops.add_layer_norm(tokens, t1, n, &norm.0, &norm.1, LN_EPS);
     }
 }
