@@ -194,12 +194,13 @@ pub trait Ops {
     fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
     /// `out[r] = a[r] · v` for an rows × cols `a` and a cols `v` (both activations).
     fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf);
-    /// [`matvec`](Self::matvec) over the rows of two 2×2, stride-2 transposed convolutions whose
-    /// products were not shuffled into place (a side × side grid, 16 rows of `cols` per cell in
-    /// (dy1, dx1, dy2, dx2) order): each dot product lands on its pixel of the 4·side × 4·side
-    /// image, as if both [`pixel_shuffle2`](Self::pixel_shuffle2)s had run. Row-wise ops between
-    /// the two convolutions do not care about row order, so the shuffles can be skipped.
-    fn matvec_upscaled(&mut self, a: Buf, side: usize, cols: usize, v: Buf, out: Buf);
+    /// The mask decoder's last steps in one op, so the 256² × 32 features never reach memory:
+    /// `out[pixel] = GELU(x[row] · w + b)[part] · v` where `x` holds the rows of a 2×2, stride-2
+    /// transposed convolution left unshuffled (a side × side grid, 4 rows per cell), `w` is the
+    /// second such convolution (4 parts of `v.len()` columns), and each part's dot product lands
+    /// on its pixel of the 4·side × 4·side image, as if both pixel shuffles had run. (Row-wise
+    /// ops between the two convolutions do not care about row order, so the shuffles are skipped.)
+    fn upscaled_logits(&mut self, x: Buf, side: usize, w: &Self::Linear, v: Buf, out: Buf);
 }
 
 /// Expands TinyViT's relative-position bias table (heads × window²) to heads × n × n for

@@ -7,6 +7,7 @@
 //! rational function (|error| < 5e-7; closer to the reference's outputs than the exp-based
 //! Abramowitz–Stegun form, and half its instructions).
 
+use super::gemm::{Epilogue, PackedB, gemm_serial_rows};
 use super::pool::ThreadPool;
 
 /// Runs `$body` (an expression using the function's arguments) in a copy compiled for AVX2+FMA
@@ -424,18 +425,44 @@ pub fn add_par(pool: &ThreadPool, out: &mut [f32], a: Option<&[f32]>, b: &[f32])
     });
 }
 
-/// The mask decoder's logits: `out[pixel] = row · v` where `a` holds the rows of two 2×2,
-/// stride-2 transposed convolutions left unshuffled, in (y, x, dy1, dx1, dy2, dx2) order over a
-/// `side` × `side` grid, and the pixel is (4y + 2dy1 + dy2, 4x + 2dx1 + dx2) of the 4·side image.
-pub fn matvec_upscaled(pool: &ThreadPool, a: &[f32], side: usize, v: &[f32], out: &mut [f32]) {
-    let (cols, out_side) = (v.len(), 4 * side);
-    assert!(a.len() >= 16 * side * side * cols && out.len() >= out_side * out_side, "matvec_upscaled operand sizes");
+/// See [`crate::segment::ops::Ops::upscaled_logits`]: one task per row of the side × side grid,
+/// its 4·side rows of `x` through the product (GELU) into the thread's scratch, then each part's
+/// dot product with `v` onto its pixel. `scratch` holds the pool's threads × 16·side·cols floats.
+pub fn upscaled_logits(
+    pool: &ThreadPool,
+    x: &[f32],
+    side: usize,
+    w: &PackedB,
+    v: &[f32],
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (k, cols, out_side) = (w.k, v.len(), 4 * side);
+    let rows = 4 * side;
+    assert!(w.n == 4 * cols, "upscaled_logits: {} columns are not 4 parts of {cols}", w.n);
+    assert!(x.len() >= side * rows * k && out.len() >= out_side * out_side, "upscaled_logits operand sizes");
+    let per_thread = scratch.len() / pool.threads();
+    assert!(per_thread >= rows * w.n, "upscaled_logits scratch");
     let o = SharedMut(out.as_mut_ptr());
-    pool.for_each(side, &|y| {
-        let rows = &a[y * side * 16 * cols..][..side * 16 * cols];
+    let s = SharedMut(scratch.as_mut_ptr());
+    pool.for_each_on_thread(side, &|y, thread| {
+        // SAFETY: in bounds: each thread's slice of the scratch holds per_thread floats.
+        let features = unsafe { s.at(thread * per_thread) };
+        // SAFETY: the thread's own scratch, rows × 4·cols floats.
+        unsafe {
+            gemm_serial_rows(
+                rows,
+                |i| &x[(y * rows + i) * k..][..k],
+                w.view(),
+                |i| features.add(i * w.n),
+                Epilogue::Gelu,
+            )
+        };
+        // SAFETY: as above; the product has written it.
+        let features = unsafe { std::slice::from_raw_parts(features, rows * w.n) };
         // SAFETY: task y writes output rows 4y..4y + 4 only.
         let dst = unsafe { o.rows(4 * y * out_side, 4 * out_side) };
-        matvec_upscaled_row(rows, cols, v, out_side, dst);
+        matvec_upscaled_row(features, cols, v, out_side, dst);
     });
 }
 

@@ -392,10 +392,10 @@ impl Ops for CpuOps {
         self.end(OpKind::Linear, started);
     }
 
-    fn matvec_upscaled(&mut self, a: Buf, side: usize, cols: usize, v: Buf, out: Buf) {
+    fn upscaled_logits(&mut self, x: Buf, side: usize, w: &PackedB, v: Buf, out: Buf) {
         let started = self.begin();
-        let ([a, v], o, pool, _) = self.io([a, v], out);
-        kernels::matvec_upscaled(pool, a, side, &v[..cols], o);
+        let ([x, v], o, pool, scratch) = self.io([x, v], out);
+        kernels::upscaled_logits(pool, x, side, w, v, o, scratch);
         self.end(OpKind::Linear, started);
     }
 }

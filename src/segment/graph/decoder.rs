@@ -48,7 +48,6 @@ struct Buffers {
     hidden: Buf,
     up1: Buf,
     up1_norm: Buf,
-    up2: Buf,
     hyper: [Buf; 3],
     iou: [Buf; 3],
     pub logits: Buf,
@@ -165,7 +164,6 @@ impl<O: Ops> Decoder<O> {
             hidden: a(MAX_TOKENS * MLP_DIM),
             up1: a(KEYS * 4 * 64),
             up1_norm: a(KEYS * 4 * 64),
-            up2: a(KEYS * 16 * 32),
             hyper: [a(DIM), a(DIM), a(32)],
             iou: [a(DIM), a(DIM), a(4)],
             logits: a(MASK_SIDE * MASK_SIDE),
@@ -239,13 +237,12 @@ impl<O: Ops> Decoder<O> {
         // convolutions' order (LayerNorm2d and GELU are per row); the logits put them in place.
         ops.linear(keys, KEYS, &self.up1, b.up1, Epilogue::None);
         ops.layer_norm_gelu(b.up1, 4 * KEYS, &self.up1_norm.0, &self.up1_norm.1, LN2D_EPS, b.up1_norm);
-        ops.linear(b.up1_norm, 4 * KEYS, &self.up2, b.up2, Epilogue::Gelu);
         // Mask token 0 through its hypernetwork, the IoU token through the IoU head.
         let mask_token = tokens.slice(DIM, DIM);
         ops.linear(mask_token, 1, &self.hyper[0], b.hyper[0], Epilogue::Relu);
         ops.linear(b.hyper[0], 1, &self.hyper[1], b.hyper[1], Epilogue::Relu);
         ops.linear(b.hyper[1], 1, &self.hyper[2], b.hyper[2], Epilogue::None);
-        ops.matvec_upscaled(b.up2, SIDE, 32, b.hyper[2], b.logits);
+        ops.upscaled_logits(b.up1_norm, SIDE, &self.up2, b.hyper[2], b.logits);
         ops.linear(tokens.prefix(DIM), 1, &self.iou[0], b.iou[0], Epilogue::Relu);
         ops.linear(b.iou[0], 1, &self.iou[1], b.iou[1], Epilogue::Relu);
         ops.linear(b.iou[1], 1, &self.iou[2], b.iou[2], Epilogue::None);
