@@ -121,8 +121,6 @@ pub trait Ops {
     /// `out[rows × out] = epilogue(x[rows × in] · W + b)`.
     fn linear(&mut self, x: Buf, rows: usize, w: &Self::Linear, out: Buf, epilogue: Epilogue);
     fn layer_norm(&mut self, x: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32, out: Buf);
-    /// [`layer_norm`](Self::layer_norm), then GELU.
-    fn layer_norm_gelu(&mut self, x: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32, out: Buf);
     /// `x = LayerNorm(x + delta)` in place (a post-norm residual).
     fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32);
     /// Depthwise 3×3, padding 1, stride 1 or 2, on an H × W × C image; optional GELU.
@@ -138,7 +136,6 @@ pub trait Ops {
         gelu: bool,
         out: Buf,
     );
-    fn gelu(&mut self, x: Buf);
     /// TinyViT's MBConv on an H × W × C image, in one op so an engine can keep the 4C-wide
     /// hidden layers out of memory: `out = gelu(x + conv3(gelu(dw(gelu(conv1(x))))))`.
     #[allow(clippy::too_many_arguments)]
@@ -192,15 +189,23 @@ pub trait Ops {
     /// Rows of (2 × 2 × C) per pixel of an H × W image → a 2H × 2W × C image (a 2×2, stride-2
     /// transposed convolution after its product).
     fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
-    /// `out[r] = a[r] · v` for an rows × cols `a` and a cols `v` (both activations).
-    fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf);
-    /// The mask decoder's last steps in one op, so the 256² × 32 features never reach memory:
-    /// `out[pixel] = GELU(x[row] · w + b)[part] · v` where `x` holds the rows of a 2×2, stride-2
-    /// transposed convolution left unshuffled (a side × side grid, 4 rows per cell), `w` is the
-    /// second such convolution (4 parts of `v.len()` columns), and each part's dot product lands
-    /// on its pixel of the 4·side × 4·side image, as if both pixel shuffles had run. (Row-wise
-    /// ops between the two convolutions do not care about row order, so the shuffles are skipped.)
-    fn upscaled_logits(&mut self, x: Buf, side: usize, w: &Self::Linear, v: Buf, out: Buf);
+    /// The mask decoder's upscaling and hypernetwork product in one op, so neither the 128² × 64
+    /// nor the 256² × 32 features reach memory: on a side × side image x, two 2×2, stride-2
+    /// transposed convolutions (`up1`, then LayerNorm2d and GELU; `up2`, then GELU), and each
+    /// 4·side × 4·side pixel's features dotted with `v`: `out[pixel] = GELU(up2(…))[pixel] · v`.
+    /// The convolutions' weights are products whose columns are (dy, dx, channel).
+    #[allow(clippy::too_many_arguments)]
+    fn upscaled_logits(
+        &mut self,
+        x: Buf,
+        side: usize,
+        up1: &Self::Linear,
+        norm: (&Self::Vector, &Self::Vector),
+        eps: f32,
+        up2: &Self::Linear,
+        v: Buf,
+        out: Buf,
+    );
 }
 
 /// Expands TinyViT's relative-position bias table (heads × window²) to heads × n × n for

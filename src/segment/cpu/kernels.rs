@@ -364,28 +364,6 @@ pub fn layer_norm(
     });
 }
 
-/// [`layer_norm`] followed by GELU.
-#[allow(clippy::too_many_arguments)]
-pub fn layer_norm_gelu(
-    pool: &ThreadPool,
-    x: &[f32],
-    rows: usize,
-    c: usize,
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-    out: &mut [f32],
-) {
-    assert!(x.len() >= rows * c && out.len() >= rows * c && gamma.len() == c && beta.len() == c);
-    let o = SharedMut(out.as_mut_ptr());
-    pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
-        let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
-        // SAFETY: task t writes rows r only.
-        let dst = unsafe { o.rows(r.start * c, r.len() * c) };
-        layer_norm_gelu_rows(&x[r.start * c..r.end * c], c, gamma, beta, eps, dst);
-    });
-}
-
 /// `x = LayerNorm(x + delta)` over `rows` rows of `c` channels, in place, in parallel (the
 /// transformer's post-norm residual without a pass for the sum and one for a copy).
 #[allow(clippy::too_many_arguments)]
@@ -425,44 +403,64 @@ pub fn add_par(pool: &ThreadPool, out: &mut [f32], a: Option<&[f32]>, b: &[f32])
     });
 }
 
-/// See [`crate::segment::ops::Ops::upscaled_logits`]: one task per row of the side × side grid,
-/// its 4·side rows of `x` through the product (GELU) into the thread's scratch, then each part's
-/// dot product with `v` onto its pixel. `scratch` holds the pool's threads × 16·side·cols floats.
+/// The mask decoder's upscaling: two 2×2, stride-2 transposed convolutions as products (columns
+/// (dy, dx, channel)), LayerNorm2d + GELU after the first, GELU after the second.
+pub struct Upscaling<'a> {
+    pub up1: &'a PackedB,
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub eps: f32,
+    pub up2: &'a PackedB,
+}
+
+/// See [`crate::segment::ops::Ops::upscaled_logits`]: one task per row of the side × side image;
+/// its pixels through `up1` (4 rows of `gamma.len()` channels each, left in (x, dy, dx) order:
+/// the norm and GELU are per row), then `up2` (4 parts per row), then each part's dot product
+/// with `v` onto its pixel. All in the thread's scratch (the pool's threads × 64 K floats).
 pub fn upscaled_logits(
     pool: &ThreadPool,
     x: &[f32],
     side: usize,
-    w: &PackedB,
+    up: &Upscaling,
     v: &[f32],
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let (k, cols, out_side) = (w.k, v.len(), 4 * side);
+    let (k, mid, cols, out_side) = (up.up1.k, up.gamma.len(), v.len(), 4 * side);
+    assert!(up.up1.n == 4 * mid && up.up2.k == mid && up.up2.n == 4 * cols, "upscaled_logits: weight shapes");
+    assert!(x.len() >= side * side * k && out.len() >= out_side * out_side, "upscaled_logits operand sizes");
     let rows = 4 * side;
-    assert!(w.n == 4 * cols, "upscaled_logits: {} columns are not 4 parts of {cols}", w.n);
-    assert!(x.len() >= side * rows * k && out.len() >= out_side * out_side, "upscaled_logits operand sizes");
+    let (first, normed, features) = (side * up.up1.n, rows * mid, rows * up.up2.n);
     let per_thread = scratch.len() / pool.threads();
-    assert!(per_thread >= rows * w.n, "upscaled_logits scratch");
+    assert!(per_thread >= first + normed + features, "upscaled_logits scratch");
     let o = SharedMut(out.as_mut_ptr());
     let s = SharedMut(scratch.as_mut_ptr());
     pool.for_each_on_thread(side, &|y, thread| {
-        // SAFETY: in bounds: each thread's slice of the scratch holds per_thread floats.
-        let features = unsafe { s.at(thread * per_thread) };
-        // SAFETY: the thread's own scratch, rows × 4·cols floats.
+        // SAFETY: each thread uses its own slice of the scratch (per_thread floats, bounded above).
+        let mine = unsafe { s.rows(thread * per_thread, per_thread) };
+        let (a, rest) = mine.split_at_mut(first);
+        let (b, rest) = rest.split_at_mut(normed);
+        let f = &mut rest[..features];
+        let (a_at, f_at) = (SharedMut(a.as_mut_ptr()), SharedMut(f.as_mut_ptr()));
+        // SAFETY: row i of `a` (up1.n floats) is in this thread's scratch.
         unsafe {
             gemm_serial_rows(
-                rows,
-                |i| &x[(y * rows + i) * k..][..k],
-                w.view(),
-                |i| features.add(i * w.n),
-                Epilogue::Gelu,
+                side,
+                |i| &x[(y * side + i) * k..][..k],
+                up.up1.view(),
+                |i| a_at.at(i * up.up1.n),
+                Epilogue::None,
             )
         };
-        // SAFETY: as above; the product has written it.
-        let features = unsafe { std::slice::from_raw_parts(features, rows * w.n) };
+        layer_norm_gelu_rows(a, mid, up.gamma, up.beta, up.eps, b);
+        let b = &*b;
+        // SAFETY: row i of `f` (up2.n floats) is in this thread's scratch.
+        unsafe {
+            gemm_serial_rows(rows, |i| &b[i * mid..][..mid], up.up2.view(), |i| f_at.at(i * up.up2.n), Epilogue::Gelu)
+        };
         // SAFETY: task y writes output rows 4y..4y + 4 only.
         let dst = unsafe { o.rows(4 * y * out_side, 4 * out_side) };
-        matvec_upscaled_row(features, cols, v, out_side, dst);
+        matvec_upscaled_row(f, cols, v, out_side, dst);
     });
 }
 
@@ -474,40 +472,6 @@ multiversion! {
             dst[dy * out_side + dx] = dot8(row, v);
         }
     }
-}
-
-multiversion! {
-    fn matvec_rows(a: &[f32], cols: usize, v: &[f32], out: &mut [f32]) {
-        for (o, row) in out.iter_mut().zip(a.chunks_exact(cols)) {
-            *o = dot8(row, v);
-        }
-    }
-}
-
-/// `out[r] = a[r] · v` for `rows` rows of `v.len()` values, rows split over the pool.
-pub fn matvec(pool: &ThreadPool, a: &[f32], rows: usize, v: &[f32], out: &mut [f32]) {
-    const ROWS: usize = 4096;
-    let cols = v.len();
-    assert!(a.len() >= rows * cols && out.len() >= rows, "matvec operand sizes");
-    let o = SharedMut(out.as_mut_ptr());
-    pool.for_each(rows.div_ceil(ROWS), &|t| {
-        let r = t * ROWS..((t + 1) * ROWS).min(rows);
-        // SAFETY: task t writes rows r only.
-        let dst = unsafe { o.rows(r.start, r.len()) };
-        matvec_rows(&a[r.start * cols..r.end * cols], cols, v, dst);
-    });
-}
-
-/// Parallel element-wise GELU.
-pub fn gelu_par(pool: &ThreadPool, x: &mut [f32]) {
-    const CHUNK: usize = 1 << 14;
-    let len = x.len();
-    let p = SharedMut(x.as_mut_ptr());
-    pool.for_each(len.div_ceil(CHUNK), &|t| {
-        let r = t * CHUNK..((t + 1) * CHUNK).min(len);
-        // SAFETY: task t owns elements r.
-        gelu_in_place(unsafe { p.rows(r.start, r.len()) });
-    });
 }
 
 // Softmax down each column of a `rows` × `cols` block (contiguous rows), in place: e.g. the
@@ -738,14 +702,13 @@ mod speed {
     #[test]
     #[ignore]
     fn gelu_speed() {
-        let pool = ThreadPool::new(2).unwrap();
         let mut x: Vec<f32> = (0..1 << 24).map(|i| (i % 1000) as f32 / 100.0 - 5.0).collect();
-        gelu_par(&pool, &mut x);
+        gelu_in_place(&mut x);
         let t = std::time::Instant::now();
         for _ in 0..5 {
-            gelu_par(&pool, &mut x);
+            gelu_in_place(&mut x);
         }
         let s = t.elapsed().as_secs_f64() / 5.0;
-        eprintln!("GELU on 16.7 M values: {:.1} ms ({:.2} ns/value on 2 threads)", s * 1e3, s * 1e9 / (1 << 24) as f64);
+        eprintln!("GELU on 16.7 M values: {:.1} ms ({:.2} ns/value on 1 thread)", s * 1e3, s * 1e9 / (1 << 24) as f64);
     }
 }

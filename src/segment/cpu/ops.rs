@@ -7,7 +7,7 @@ use super::attention::window_attention;
 use super::cross_attention::CrossAttention;
 use super::depthwise::{DepthwiseArgs, depthwise3x3};
 use super::gemm::{self, PackedB};
-use super::kernels::{self, SharedMut};
+use super::kernels::{self, SharedMut, Upscaling};
 use super::mbconv::{self, MbConvArgs};
 use super::mlp::{self, MlpArgs};
 use super::pool::ThreadPool;
@@ -225,13 +225,6 @@ impl Ops for CpuOps {
         self.end(OpKind::LayerNorm, started);
     }
 
-    fn layer_norm_gelu(&mut self, x: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32, out: Buf) {
-        let started = self.begin();
-        let ([a], o, pool, _) = self.io([x], out);
-        kernels::layer_norm_gelu(pool, a, rows, gamma.len(), gamma, beta, eps, o);
-        self.end(OpKind::LayerNorm, started);
-    }
-
     fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32) {
         let started = self.begin();
         let ([d], o, pool, _) = self.io([delta], x);
@@ -279,13 +272,6 @@ impl Ops for CpuOps {
         let ([], o, pool, scratch) = self.io([], x);
         mlp::mlp(pool, &MlpArgs { rows, gamma, beta, eps, fc1, fc2 }, o, scratch);
         self.end(OpKind::Mlp, started);
-    }
-
-    fn gelu(&mut self, x: Buf) {
-        let started = self.begin();
-        let ([], o, pool, _) = self.io([], x);
-        kernels::gelu_par(pool, o);
-        self.end(OpKind::Elementwise, started);
     }
 
     fn add(&mut self, x: Buf, other: Buf) {
@@ -385,17 +371,21 @@ impl Ops for CpuOps {
         self.end(OpKind::DataMovement, started);
     }
 
-    fn matvec(&mut self, a: Buf, rows: usize, cols: usize, v: Buf, out: Buf) {
-        let started = self.begin();
-        let ([a, v], o, pool, _) = self.io([a, v], out);
-        kernels::matvec(pool, a, rows, &v[..cols], o);
-        self.end(OpKind::Linear, started);
-    }
-
-    fn upscaled_logits(&mut self, x: Buf, side: usize, w: &PackedB, v: Buf, out: Buf) {
+    fn upscaled_logits(
+        &mut self,
+        x: Buf,
+        side: usize,
+        up1: &PackedB,
+        norm: (&Vec<f32>, &Vec<f32>),
+        eps: f32,
+        up2: &PackedB,
+        v: Buf,
+        out: Buf,
+    ) {
         let started = self.begin();
         let ([x, v], o, pool, scratch) = self.io([x, v], out);
-        kernels::upscaled_logits(pool, x, side, w, v, o, scratch);
+        let up = Upscaling { up1, gamma: norm.0, beta: norm.1, eps, up2 };
+        kernels::upscaled_logits(pool, x, side, &up, v, o, scratch);
         self.end(OpKind::Linear, started);
     }
 }

@@ -46,8 +46,6 @@ struct Buffers {
     /// Token-sized scratch.
     t: [Buf; 2],
     hidden: Buf,
-    up1: Buf,
-    up1_norm: Buf,
     hyper: [Buf; 3],
     iou: [Buf; 3],
     pub logits: Buf,
@@ -162,8 +160,6 @@ impl<O: Ops> Decoder<O> {
             key_delta: a(k),
             t: [a(t()), a(t())],
             hidden: a(MAX_TOKENS * MLP_DIM),
-            up1: a(KEYS * 4 * 64),
-            up1_norm: a(KEYS * 4 * 64),
             hyper: [a(DIM), a(DIM), a(32)],
             iou: [a(DIM), a(DIM), a(4)],
             logits: a(MASK_SIDE * MASK_SIDE),
@@ -233,16 +229,15 @@ impl<O: Ops> Decoder<O> {
         // Only the IoU token (row 0) and mask token 0 (row 1) are read after the last attention,
         // and its queries are independent: the other tokens need not ask.
         self.token_to_image(ops, &self.final_attn, &self.final_norm, 2);
-        // Upscaling: 64² × 256 → 128² × 64 → 256² × 32. Rows stay in the transposed
-        // convolutions' order (LayerNorm2d and GELU are per row); the logits put them in place.
-        ops.linear(keys, KEYS, &self.up1, b.up1, Epilogue::None);
-        ops.layer_norm_gelu(b.up1, 4 * KEYS, &self.up1_norm.0, &self.up1_norm.1, LN2D_EPS, b.up1_norm);
-        // Mask token 0 through its hypernetwork, the IoU token through the IoU head.
+        // Mask token 0 through its hypernetwork, then the upscaling (64² × 256 → 128² × 64 →
+        // 256² × 32) and the features' products with it, the logits.
         let mask_token = tokens.slice(DIM, DIM);
         ops.linear(mask_token, 1, &self.hyper[0], b.hyper[0], Epilogue::Relu);
         ops.linear(b.hyper[0], 1, &self.hyper[1], b.hyper[1], Epilogue::Relu);
         ops.linear(b.hyper[1], 1, &self.hyper[2], b.hyper[2], Epilogue::None);
-        ops.upscaled_logits(b.up1_norm, SIDE, &self.up2, b.hyper[2], b.logits);
+        let norm = (&self.up1_norm.0, &self.up1_norm.1);
+        ops.upscaled_logits(keys, SIDE, &self.up1, norm, LN2D_EPS, &self.up2, b.hyper[2], b.logits);
+        // The IoU token through the IoU head.
         ops.linear(tokens.prefix(DIM), 1, &self.iou[0], b.iou[0], Epilogue::Relu);
         ops.linear(b.iou[0], 1, &self.iou[1], b.iou[1], Epilogue::Relu);
         ops.linear(b.iou[1], 1, &self.iou[2], b.iou[2], Epilogue::None);
