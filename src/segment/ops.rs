@@ -166,8 +166,8 @@ pub trait Ops {
     fn add(&mut self, x: Buf, other: Buf);
     /// `out = a + b`.
     fn add_into(&mut self, a: Buf, b: Buf, out: Buf);
-    /// `x[r] += row` for every row.
-    fn add_row(&mut self, x: Buf, rows: usize, row: &Self::Vector);
+    /// `out[r] = x[r] + row` for every row.
+    fn add_row(&mut self, x: Buf, rows: usize, row: &Self::Vector, out: Buf);
     /// Windowed attention over per-head interleaved `[q | k | v]` rows of the image's tokens
     /// (H·W × heads·3·head_dim); the tokens that pad the grid to whole windows (Hp × Wp) are keys
     /// and values whose row is `padding`. With a relative-position bias expanded to heads × n × n

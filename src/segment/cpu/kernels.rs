@@ -387,6 +387,21 @@ pub fn add_layer_norm(
     });
 }
 
+/// `out[r] = x[r] + row` for `rows` rows, in parallel.
+pub fn add_row(pool: &ThreadPool, x: &[f32], rows: usize, row: &[f32], out: &mut [f32]) {
+    let c = row.len();
+    assert!(x.len() >= rows * c && out.len() >= rows * c, "add_row operand sizes");
+    let o = SharedMut(out.as_mut_ptr());
+    pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
+        let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
+        // SAFETY: task t writes rows r only.
+        let dst = unsafe { o.rows(r.start * c, r.len() * c) };
+        for (d, s) in dst.chunks_exact_mut(c).zip(x[r.start * c..r.end * c].chunks_exact(c)) {
+            add_into(d, s, row);
+        }
+    });
+}
+
 /// Element-wise `out = a + b` (or `out += b` with `a` absent), in parallel chunks.
 pub fn add_par(pool: &ThreadPool, out: &mut [f32], a: Option<&[f32]>, b: &[f32]) {
     const CHUNK: usize = 1 << 14;

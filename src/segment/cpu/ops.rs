@@ -288,12 +288,10 @@ impl Ops for CpuOps {
         self.end(OpKind::Elementwise, started);
     }
 
-    fn add_row(&mut self, x: Buf, rows: usize, row: &Vec<f32>) {
+    fn add_row(&mut self, x: Buf, rows: usize, row: &Vec<f32>, out: Buf) {
         let started = self.begin();
-        let o = self.get_mut(x);
-        for r in o.chunks_exact_mut(row.len()).take(rows) {
-            kernels::add_in_place(r, row);
-        }
+        let ([x], o, pool, _) = self.io([x], out);
+        kernels::add_row(pool, x, rows, row, o);
         self.end(OpKind::Elementwise, started);
     }
 
