@@ -1,6 +1,6 @@
 //! The live reconstruct stage, driven frame by frame without threads: it builds the same grey and
 //! label volumes as inserting the same frames directly, skips (and counts) frames it cannot place,
-//! and publishes a distance field to the haptics slot.
+//! leaves out masks their segmenter flagged, and publishes a distance field to the haptics slot.
 
 use sonoflow::anatomy::VolumeSlot;
 use sonoflow::capture::simulator::SimulationSpec;
@@ -35,6 +35,13 @@ fn live_stage_matches_direct_insertion_and_publishes_a_field() {
     for i in 0..spec.frames {
         let mut frame = Frame::new(pool.try_acquire().unwrap());
         source.fill(&mut frame).unwrap();
+        if i == 40 {
+            // A mask its segmenter flagged (confidence 0), outlining a guess: the grey frame goes
+            // in, the mask must not.
+            frame.mask_confidence = Some(0.0);
+            let PixelData::Gray8(mask) = frame.mask.as_mut().unwrap().data_mut() else { unreachable!() };
+            mask.fill(1);
+        }
         if i == 30 {
             // An untracked frame: no transforms at all (the stage must skip it, so it is not
             // inserted directly either).
@@ -46,11 +53,16 @@ fn live_stage_matches_direct_insertion_and_publishes_a_field() {
             let PixelData::Gray8(px) = frame.image.pixels.data() else { unreachable!() };
             grey.insert(px, w, h, &pose);
             let PixelData::Gray8(mask) = frame.mask.as_ref().unwrap().data() else { unreachable!() };
-            labels.insert(mask, w, h, &pose);
+            if i != 40 {
+                labels.insert(mask, w, h, &pose);
+            }
         }
         assert!(stage.process(frame).unwrap().is_some());
     }
     stage.stop();
+    let report = stage.report().expect("a report section");
+    assert_eq!(report["masks_inserted"], 58);
+    assert_eq!(report["masks_untrusted"], 1);
     let snap = snapshots.latest().expect("a snapshot at stop");
     assert_eq!((snap.frames_inserted, snap.frames_skipped), (59, 1));
     assert_eq!(snap.grid, grid);

@@ -126,6 +126,15 @@ pub struct ReconstructStage {
     volumes: Option<Volumes>,
     inserted: u64,
     skipped: u64,
+    masks: MaskCounts,
+}
+
+/// The stage's report section: which masks went into the label volume.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct MaskCounts {
+    pub masks_inserted: u64,
+    /// Masks their segmenter flagged (confidence 0), left out of the label volume.
+    pub masks_untrusted: u64,
 }
 
 struct Volumes {
@@ -169,6 +178,7 @@ impl ReconstructStage {
             volumes: None,
             inserted: 0,
             skipped: 0,
+            masks: MaskCounts::default(),
         };
         if let Some(grid) = OutputGrid::explicit(&stage.settings) {
             let grid = grid.map_err(|e| StageError::Failed(format!("reconstruct: {e}")))?;
@@ -318,11 +328,19 @@ impl Stage for ReconstructStage {
                 }
                 let v = self.volumes.as_mut().expect("made above");
                 v.grey.insert(&pixels[..w * h], w, h, &pose);
-                let mask = input.mask.as_ref().and_then(|m| match m.data() {
+                // A mask its segmenter does not trust (confidence 0) stays out of the label
+                // volume: what a model outlines once the structure has left the plane is a guess,
+                // and compounding it grows the structure.
+                let trusted = input.mask_confidence.is_none_or(|c| c > 0.0);
+                if input.mask.is_some() && !trusted {
+                    self.masks.masks_untrusted += 1;
+                }
+                let mask = input.mask.as_ref().filter(|_| trusted).and_then(|m| match m.data() {
                     crate::frame::PixelData::Gray8(px) if px.len() >= w * h => Some(&px[..w * h]),
                     _ => None,
                 });
                 if let Some(mask) = mask {
+                    self.masks.masks_inserted += 1;
                     v.labels.insert(mask, w, h, &pose);
                     self.masks_since_publish += 1;
                     if self.masks_since_publish >= self.publish_every && v.publish(self.version + 1) {
@@ -338,6 +356,10 @@ impl Stage for ReconstructStage {
             self.take_snapshot();
         }
         Ok(Some(input))
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.masks).ok()
     }
 
     fn stop(&mut self) {
