@@ -667,6 +667,55 @@ mod tests {
         }
     }
 
+    /// The fused upscaling against the plain steps: product, pixel shuffle, LayerNorm + GELU,
+    /// product + GELU, pixel shuffle, then a dot product per pixel.
+    #[test]
+    fn upscaled_logits_match_the_plain_steps() {
+        let (side, k, mid, cols) = (3, 8, 4, 3);
+        let val = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n).map(|i| (((i * 7919 + seed * 131) % 997) as f32 / 997.0 - 0.5) * 1.5).collect()
+        };
+        let (x, w1, b1, w2, b2) =
+            (val(side * side * k, 1), val(k * 4 * mid, 2), val(4 * mid, 3), val(mid * 4 * cols, 4), val(4 * cols, 5));
+        let (gamma, beta, v) = (val(mid, 6), val(mid, 7), val(cols, 8));
+        let (up1, up2) =
+            (PackedB::from_k_by_n(&w1, k, 4 * mid, Some(&b1)), PackedB::from_k_by_n(&w2, mid, 4 * cols, Some(&b2)));
+        let product = |a: &[f32], rows: usize, w: &[f32], b: &[f32], kk: usize, n: usize| -> Vec<f32> {
+            (0..rows * n)
+                .map(|i| (0..kk).map(|e| a[i / n * kk + e] * w[e * n + i % n]).sum::<f32>() + b[i % n])
+                .collect()
+        };
+        // (side² rows of 4 parts) → a (2·side)² image of `c`-channel pixels.
+        let shuffle = |a: &[f32], side: usize, c: usize| -> Vec<f32> {
+            let mut out = vec![0.0; a.len()];
+            for (p, part) in a.chunks_exact(c).enumerate() {
+                let (cell, q) = (p / 4, p % 4);
+                let (y, x) = (2 * (cell / side) + q / 2, 2 * (cell % side) + q % 2);
+                out[(y * 2 * side + x) * c..][..c].copy_from_slice(part);
+            }
+            out
+        };
+        let h1 = shuffle(&product(&x, side * side, &w1, &b1, k, 4 * mid), side, mid);
+        let mut n1 = vec![0.0; h1.len()];
+        for (row, o) in h1.chunks_exact(mid).zip(n1.chunks_exact_mut(mid)) {
+            layer_norm_row(row, &gamma, &beta, 1e-6, o);
+            o.iter_mut().for_each(|v| *v = gelu(*v));
+        }
+        let mut h2 = product(&n1, 4 * side * side, &w2, &b2, mid, 4 * cols);
+        h2.iter_mut().for_each(|v| *v = gelu(*v));
+        let h2 = shuffle(&h2, 2 * side, cols);
+        let want: Vec<f32> = h2.chunks_exact(cols).map(|p| p.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+
+        let pool = ThreadPool::new(2).unwrap();
+        let mut out = vec![f32::NAN; 16 * side * side];
+        let mut scratch = vec![0.0; 2 * 4096];
+        let up = Upscaling { up1: &up1, gamma: &gamma, beta: &beta, eps: 1e-6, up2: &up2 };
+        upscaled_logits(&pool, &x, side, &up, &v, &mut out, &mut scratch);
+        for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() < 1e-4, "pixel {i}: {a} vs {b}");
+        }
+    }
+
     #[test]
     fn layer_norm_normalises() {
         let pool = ThreadPool::new(2).unwrap();
