@@ -43,8 +43,8 @@ pub fn window_attention(
     assert!(qkv.len() >= g.height * g.width * 3 * c && padding.len() == 3 * c && out.len() >= g.height * g.width * c);
     assert_eq!(bias.len(), heads * n * n, "expanded attention bias");
     let windows_x = g.padded_width / ws;
-    let out_ptr = SharedMut(out.as_mut_ptr());
-    let scratch_ptr = SharedMut(scratch.as_mut_ptr());
+    let out_ptr = SharedMut::new(out);
+    let scratch_ptr = SharedMut::new(scratch);
     pool.for_each_on_thread((g.padded_height / ws) * windows_x, &|w, thread| {
         // SAFETY: each thread uses its own slice of the scratch.
         let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
@@ -59,7 +59,7 @@ struct Window<'a> {
     padding: &'a [f32],
     g: &'a WindowGeometry,
     bias: &'a [f32],
-    out: SharedMut,
+    out: SharedMut<'a>,
     wy: usize,
     wx: usize,
 }

@@ -238,15 +238,15 @@ impl CrossAttention {
         gemm_packed(pool, k, d, nk, a_t, scores_t, width, Epilogue::None);
         // Query-major, then a softmax over the keys of each (head, query).
         transpose(pool, scores_t, nk, width, probs);
-        let p = SharedMut(probs.as_mut_ptr());
+        let p = SharedMut::new(probs);
         pool.for_each(width, &|r| {
             // SAFETY: task r owns row r.
             softmax_row(unsafe { p.rows(r * nk, nk) })
         });
         // G = P · v, a block of value columns per task, v packed a block of keys at a time.
         let probs = &*probs;
-        let g_ptr = SharedMut(g.as_mut_ptr());
-        let s_ptr = SharedMut(per_thread.as_mut_ptr());
+        let g_ptr = SharedMut::new(g);
+        let s_ptr = SharedMut::new(per_thread);
         pool.for_each_on_thread(d.div_ceil(COLUMNS_PER_TASK), &|task, thread| {
             let col0 = task * COLUMNS_PER_TASK;
             let cols = COLUMNS_PER_TASK.min(d - col0);
@@ -330,14 +330,14 @@ impl CrossAttention {
         }
         let b = pack_columns_into(b_packed, d, width, |r| &b_cols[r * d..(r + 1) * d], 1.0, b_bias);
         let m = pack_rows_into(m_packed, width, d, |r| &m[r * d..(r + 1) * d], &self.bo);
-        let out_ptr = SharedMut(out.as_mut_ptr());
-        let s_ptr = SharedMut(per_thread.as_mut_ptr());
+        let out_ptr = SharedMut::new(out);
+        let s_ptr = SharedMut::new(per_thread);
         pool.for_each_on_thread(nq.div_ceil(ROWS_PER_TASK), &|task, thread| {
             let rows = ROWS_PER_TASK.min(nq - task * ROWS_PER_TASK);
             let r0 = task * ROWS_PER_TASK;
             // SAFETY: each thread uses its own slice of the scratch.
             let scores = unsafe { s_ptr.rows(thread * per_thread_len, rows * width) };
-            let scores_at = SharedMut(scores.as_mut_ptr());
+            let scores_at = SharedMut::new(scores);
             // SAFETY: the scores are this thread's scratch, rows × width.
             unsafe {
                 gemm_serial_rows(rows, |i| &q[(r0 + i) * d..][..d], b, |i| scores_at.at(i * width), Epilogue::None)
@@ -363,7 +363,7 @@ impl CrossAttention {
 /// `dst[c × r] = srcᵀ` for a row-major `src[r × c]`, in blocks of rows split over the pool.
 fn transpose(pool: &ThreadPool, src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const BLOCK: usize = 64;
-    let d = SharedMut(dst.as_mut_ptr());
+    let d = SharedMut::new(dst);
     pool.for_each(rows.div_ceil(BLOCK), &|t| {
         let r = t * BLOCK..((t + 1) * BLOCK).min(rows);
         for col in 0..cols {

@@ -29,7 +29,7 @@ pub fn depthwise3x3(pool: &ThreadPool, a: &DepthwiseArgs, out: &mut [f32]) {
     let (c, s) = (a.channels, a.stride);
     let row = ow * c;
     assert!(out.len() >= oh * row && a.input.len() >= a.height * a.width * c);
-    let o = SharedMut(out.as_mut_ptr());
+    let o = SharedMut::new(out);
     pool.for_each(oh, &|oy| {
         // SAFETY: task oy writes output row oy only.
         let out_row = unsafe { o.rows(oy * row, row) };

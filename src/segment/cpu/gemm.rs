@@ -214,7 +214,7 @@ unsafe fn transpose_panel_avx2(columns: &[&[f32]; NR], k: usize, scale: f32, pan
 #[inline(always)]
 pub fn gemm_serial(a: &[f32], lda: usize, m: usize, b: PackedRef, c: &mut [f32], ldc: usize, epi: Epilogue) {
     assert!(m == 0 || (a.len() >= (m - 1) * lda + b.k && c.len() >= (m - 1) * ldc + b.n), "gemm operand sizes");
-    let out = SharedMut(c.as_mut_ptr());
+    let out = SharedMut::new(c);
     // SAFETY: the assert bounds every row; c is borrowed mutably, so this call alone writes it.
     unsafe { gemm_serial_rows(m, |r| &a[r * lda..], b, |r| out.at(r * ldc), epi) }
 }
@@ -281,7 +281,7 @@ pub fn gemm_packed(
     let row_blocks = m.div_ceil(MC);
     let panels = n.div_ceil(NR);
     let col_blocks = panels.div_ceil(PANELS_PER_TASK);
-    let out = SharedMut(c.as_mut_ptr());
+    let out = SharedMut::new(c);
     let kernels = Kernels::select();
     let wide = kernels.wide();
     let a_row = |r: usize| &a[r * lda..];
@@ -664,7 +664,7 @@ mod tests {
             for epi in [Epilogue::None, Epilogue::Gelu, Epilogue::Relu, Epilogue::AddToOutput] {
                 let run = |kernels: Kernels| {
                     let mut c = vec![0.5; m * n];
-                    let out = SharedMut(c.as_mut_ptr());
+                    let out = SharedMut::new(&mut c);
                     // SAFETY: c holds m × n values; the CPU runs `kernels` (selected for it).
                     unsafe { gemm_serial_with(kernels, m, |r| &a[r * k..], packed.view(), |r| out.at(r * n), epi) };
                     c

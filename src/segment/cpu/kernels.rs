@@ -316,29 +316,46 @@ multiversion! {
 /// Rows per parallel task for row-wise kernels.
 const ROWS_PER_TASK: usize = 64;
 
-/// Raw pointer shared by tasks that write disjoint rows.
+/// A mutable slice shared by tasks that write disjoint parts of it: it borrows the slice for its
+/// lifetime `'a`, so the parts it hands out cannot outlive the buffer, and it bounds-checks them;
+/// that no two tasks touch the same element is the caller's to keep (each kernel documents its
+/// split).
 #[derive(Clone, Copy)]
-pub(crate) struct SharedMut(pub(crate) *mut f32);
-// SAFETY: tasks write disjoint rows (each kernel below documents its split).
-unsafe impl Send for SharedMut {}
+pub(crate) struct SharedMut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+// SAFETY: tasks write disjoint parts (each kernel documents its split), so sending the pointer to
+// another thread shares no element between two writers.
+unsafe impl Send for SharedMut<'_> {}
 // SAFETY: as for Send: no two tasks touch the same element.
-unsafe impl Sync for SharedMut {}
+unsafe impl Sync for SharedMut<'_> {}
 
-impl SharedMut {
-    /// # Safety
-    /// The range must be in bounds and written by no other task at the same time.
-    pub(crate) unsafe fn rows(self, start: usize, len: usize) -> &'static mut [f32] {
-        // SAFETY: per the contract above.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+impl<'a> SharedMut<'a> {
+    pub(crate) fn new(slice: &'a mut [f32]) -> Self {
+        SharedMut { ptr: slice.as_mut_ptr(), len: slice.len(), _borrow: std::marker::PhantomData }
     }
 
-    /// The element `offset` values in.
+    /// `len` values from `start`.
     ///
     /// # Safety
-    /// `offset` is in bounds.
+    /// No other task reads or writes the range while the returned slice lives.
+    pub(crate) unsafe fn rows(self, start: usize, len: usize) -> &'a mut [f32] {
+        assert!(start + len <= self.len, "rows {start}..+{len} outside a buffer of {}", self.len);
+        // SAFETY: in bounds (asserted), the buffer outlives 'a, and the caller keeps the range
+        // to one task.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+
+    /// Where the element `offset` values in is, for kernels that store through pointers.
+    ///
+    /// # Safety
+    /// Whatever is written through the pointer is written by no other task at the same time.
     pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: per the contract above.
-        unsafe { self.0.add(offset) }
+        assert!(offset <= self.len, "offset {offset} outside a buffer of {}", self.len);
+        // SAFETY: in bounds (asserted; one past the end is allowed for an empty range).
+        unsafe { self.ptr.add(offset) }
     }
 }
 
@@ -355,7 +372,7 @@ pub fn layer_norm(
     out: &mut [f32],
 ) {
     assert!(x.len() >= rows * c && out.len() >= rows * c && gamma.len() == c && beta.len() == c);
-    let o = SharedMut(out.as_mut_ptr());
+    let o = SharedMut::new(out);
     pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
         let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
         // SAFETY: task t writes rows r only.
@@ -378,7 +395,7 @@ pub fn add_layer_norm(
     eps: f32,
 ) {
     assert!(x.len() >= rows * c && delta.len() >= rows * c && gamma.len() == c && beta.len() == c);
-    let p = SharedMut(x.as_mut_ptr());
+    let p = SharedMut::new(x);
     pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
         let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
         // SAFETY: task t reads and writes rows r only.
@@ -391,7 +408,7 @@ pub fn add_layer_norm(
 pub fn add_row(pool: &ThreadPool, x: &[f32], rows: usize, row: &[f32], out: &mut [f32]) {
     let c = row.len();
     assert!(x.len() >= rows * c && out.len() >= rows * c, "add_row operand sizes");
-    let o = SharedMut(out.as_mut_ptr());
+    let o = SharedMut::new(out);
     pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
         let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
         // SAFETY: task t writes rows r only.
@@ -406,7 +423,7 @@ pub fn add_row(pool: &ThreadPool, x: &[f32], rows: usize, row: &[f32], out: &mut
 pub fn add_par(pool: &ThreadPool, out: &mut [f32], a: Option<&[f32]>, b: &[f32]) {
     const CHUNK: usize = 1 << 14;
     let len = b.len().min(out.len());
-    let o = SharedMut(out.as_mut_ptr());
+    let o = SharedMut::new(out);
     pool.for_each(len.div_ceil(CHUNK), &|t| {
         let r = t * CHUNK..((t + 1) * CHUNK).min(len);
         // SAFETY: task t owns elements r.
@@ -448,15 +465,15 @@ pub fn upscaled_logits(
     let (first, normed, features) = (side * up.up1.n, rows * mid, rows * up.up2.n);
     let per_thread = scratch.len() / pool.threads();
     assert!(per_thread >= first + normed + features, "upscaled_logits scratch");
-    let o = SharedMut(out.as_mut_ptr());
-    let s = SharedMut(scratch.as_mut_ptr());
+    let o = SharedMut::new(out);
+    let s = SharedMut::new(scratch);
     pool.for_each_on_thread(side, &|y, thread| {
         // SAFETY: each thread uses its own slice of the scratch (per_thread floats, bounded above).
         let mine = unsafe { s.rows(thread * per_thread, per_thread) };
         let (a, rest) = mine.split_at_mut(first);
         let (b, rest) = rest.split_at_mut(normed);
         let f = &mut rest[..features];
-        let (a_at, f_at) = (SharedMut(a.as_mut_ptr()), SharedMut(f.as_mut_ptr()));
+        let (a_at, f_at) = (SharedMut::new(a), SharedMut::new(f));
         // SAFETY: row i of `a` (up1.n floats) is in this thread's scratch.
         unsafe {
             gemm_serial_rows(

@@ -37,8 +37,8 @@ pub fn mbconv(pool: &ThreadPool, a: &MbConvArgs, out: &mut [f32], scratch: &mut 
     assert!(a.x.len() >= a.height * a.width * c && out.len() >= a.height * a.width * c);
     let per_thread = scratch_len(a.width, hidden);
     assert!(scratch.len() >= per_thread * pool.threads(), "mbconv scratch");
-    let out_ptr = SharedMut(out.as_mut_ptr());
-    let scratch_ptr = SharedMut(scratch.as_mut_ptr());
+    let out_ptr = SharedMut::new(out);
+    let scratch_ptr = SharedMut::new(scratch);
     pool.for_each_on_thread(a.height.div_ceil(BAND_ROWS), &|band, thread| {
         // SAFETY: each thread uses its own part of the scratch.
         let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
@@ -49,7 +49,7 @@ pub fn mbconv(pool: &ThreadPool, a: &MbConvArgs, out: &mut [f32], scratch: &mut 
 
 struct Band<'a> {
     a: &'a MbConvArgs<'a>,
-    out: SharedMut,
+    out: SharedMut<'a>,
     rows: std::ops::Range<usize>,
 }
 

@@ -35,8 +35,8 @@ pub fn mlp(pool: &ThreadPool, a: &MlpArgs, x: &mut [f32], scratch: &mut [f32]) {
     assert!(x.len() >= a.rows * c, "mlp input");
     let per_thread = scratch_len(c, hidden);
     assert!(scratch.len() >= per_thread * pool.threads(), "mlp scratch");
-    let x_ptr = SharedMut(x.as_mut_ptr());
-    let scratch_ptr = SharedMut(scratch.as_mut_ptr());
+    let x_ptr = SharedMut::new(x);
+    let scratch_ptr = SharedMut::new(scratch);
     pool.for_each_on_thread(a.rows.div_ceil(BLOCK_ROWS), &|block, thread| {
         // SAFETY: each thread uses its own part of the scratch.
         let s = unsafe { scratch_ptr.rows(thread * per_thread, per_thread) };
@@ -47,7 +47,7 @@ pub fn mlp(pool: &ThreadPool, a: &MlpArgs, x: &mut [f32], scratch: &mut [f32]) {
 
 struct Block<'a> {
     a: &'a MlpArgs<'a>,
-    x: SharedMut,
+    x: SharedMut<'a>,
     /// The rows of x this task reads for the norm and adds fc2's output to.
     rows: std::ops::Range<usize>,
 }

@@ -135,7 +135,7 @@ impl CpuOps {
             assert!(b.offset + b.len <= self.arena.len(), "input outside the arena");
             assert!(b.offset + b.len <= out.offset || out.offset + out.len <= b.offset, "op writes what it reads");
         }
-        let base = SharedMut(self.arena.as_mut_ptr());
+        let base = SharedMut::new(&mut self.arena);
         // SAFETY: every range is inside the arena (checked above) and the output overlaps no
         // input, so the shared and the mutable slices never alias.
         let ins = inputs.map(|b| {
@@ -317,7 +317,7 @@ impl Ops for CpuOps {
         let ([src], dst, pool, _) = self.io([x], out);
         let c = channels;
         let row = 9 * c;
-        let d = SharedMut(dst.as_mut_ptr());
+        let d = SharedMut::new(dst);
         pool.for_each(height, &|y| {
             for x in 0..width {
                 // SAFETY: task y writes the rows of output pixels (y, *) only.
@@ -354,7 +354,7 @@ impl Ops for CpuOps {
         let started = self.begin();
         let ([src], dst, pool, _) = self.io([x], out);
         let c = channels;
-        let d = SharedMut(dst.as_mut_ptr());
+        let d = SharedMut::new(dst);
         pool.for_each(height, &|y| {
             for x in 0..width {
                 let from = &src[(y * width + x) * 4 * c..][..4 * c];
