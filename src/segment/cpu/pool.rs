@@ -6,7 +6,7 @@
 //! inference one loop follows another within microseconds) and then park.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 /// How many times an idle worker checks for new work before parking.
@@ -19,8 +19,9 @@ struct Shared {
     generation: AtomicUsize,
     next_task: AtomicUsize,
     tasks: AtomicUsize,
-    /// The two words of the current job's `*const TaskFn`.
-    job: [AtomicUsize; 2],
+    /// The current job: a thin pointer to the caller's `&TaskFn`, which lives on the caller's
+    /// stack for the whole `for_each` call (type-erased so a thin atomic pointer can hold it).
+    job: AtomicPtr<()>,
     /// Workers still inside the current job.
     busy: AtomicUsize,
     shutdown: AtomicBool,
@@ -31,17 +32,6 @@ pub struct ThreadPool {
     workers: Vec<JoinHandle<()>>,
 }
 
-fn to_words(f: *const TaskFn<'_>) -> [usize; 2] {
-    // SAFETY: a pointer to a trait object is two pointer-sized words (data, vtable).
-    unsafe { std::mem::transmute::<*const TaskFn<'_>, [usize; 2]>(f) }
-}
-
-/// The job as workers see it; its true lifetime is that of the `for_each` call (see `worker`).
-fn from_words(words: [usize; 2]) -> *const TaskFn<'static> {
-    // SAFETY: the inverse of `to_words`, applied only to words it produced.
-    unsafe { std::mem::transmute::<[usize; 2], *const TaskFn<'static>>(words) }
-}
-
 impl ThreadPool {
     /// A pool where `threads` threads work on each loop (the caller counts as one).
     pub fn new(threads: usize) -> std::io::Result<Self> {
@@ -49,7 +39,7 @@ impl ThreadPool {
             generation: AtomicUsize::new(0),
             next_task: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
-            job: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            job: AtomicPtr::new(std::ptr::null_mut()),
             busy: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
         });
@@ -78,9 +68,8 @@ impl ThreadPool {
             return;
         }
         let s = &*self.shared;
-        let [data, vtable] = to_words(f as *const TaskFn<'_>);
-        s.job[0].store(data, Ordering::Relaxed);
-        s.job[1].store(vtable, Ordering::Relaxed);
+        let job: &TaskFn<'_> = f;
+        s.job.store(&job as *const &TaskFn<'_> as *mut (), Ordering::Relaxed);
         s.tasks.store(tasks, Ordering::Relaxed);
         s.next_task.store(0, Ordering::Relaxed);
         s.busy.store(self.workers.len(), Ordering::Relaxed);
@@ -127,10 +116,13 @@ fn worker(s: &Shared, thread: usize) {
                 std::thread::park();
             }
         }
-        let f = from_words([s.job[0].load(Ordering::Relaxed), s.job[1].load(Ordering::Relaxed)]);
-        // SAFETY: the caller of `for_each` keeps `f` alive until `busy` drops to 0, which this
-        // worker signals only after its last call; `f` is `Sync`, so shared calls are fine.
-        run_tasks(s, unsafe { &*f }, s.tasks.load(Ordering::Relaxed), thread);
+        let job = s.job.load(Ordering::Relaxed) as *const &TaskFn<'_>;
+        // SAFETY: `job` points at the `&TaskFn` on the stack of the `for_each` call that published
+        // it (the generation's Release/Acquire pair orders the store before this load); that call
+        // keeps it and the closure alive until `busy` drops to 0, which this worker signals only
+        // after its last call. `TaskFn` is `Sync`, so calls from several threads are fine.
+        let f: &TaskFn<'_> = unsafe { *job };
+        run_tasks(s, f, s.tasks.load(Ordering::Relaxed), thread);
         s.busy.fetch_sub(1, Ordering::Release);
     }
 }
