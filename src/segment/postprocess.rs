@@ -85,7 +85,7 @@ const SMALL_OUTPUT_MAX_SIDES: usize = 128;
 /// result equals PyTorch's bit for bit (checked on 580 random frame sizes).
 fn resize_generic(low_res: &[f32], nw: usize, nh: usize, w: usize, h: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
+    if crate::segment::cpu::features::CpuFeatures::get().fma {
         // SAFETY: the function's only requirement is the FMA instruction set, detected just above.
         unsafe { resize_generic_x86_fma(low_res, nw, nh, w, h, out) };
         return;

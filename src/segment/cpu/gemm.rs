@@ -9,6 +9,7 @@
 //! stream from L2. Work is split over the thread pool by (row block, column block).
 //! Accumulation is plain float32 (no reduced precision), as parity with the reference demands.
 
+use super::features::CpuFeatures;
 use super::kernels::SharedMut;
 use super::pool::ThreadPool;
 pub use crate::segment::ops::Epilogue;
@@ -359,8 +360,12 @@ impl<'r, A: Fn(usize) -> &'r [f32] + Copy, C: Fn(usize) -> *mut f32 + Copy> Task
                 let panel = |p: usize| &b.panel(p)[k0 * NR..(k0 + kc) * NR];
                 let at = Placement { rows: rows.len(), a_starts: &a_starts, c_starts: &c_starts, k0, col0: p * NR };
                 match pair {
-                    Some(kernel) => at.tiles(how, |a, t| kernel(a, panel(p), panel(p + 1), kc, t)),
-                    None => at.tiles(how, |a, t| (self.kernels.one)(a, panel(p), kc, t)),
+                    // SAFETY: the kernels come from `Kernels::select` (the CPU runs them); A's
+                    // rows hold k values from k0 (asserted above), the panels kc × NR; and each
+                    // tile's rows are this task's to write (the callers' contract).
+                    Some(kernel) => at.tiles(how, |a, t| unsafe { kernel(a, panel(p), panel(p + 1), kc, t) }),
+                    // SAFETY: as above.
+                    None => at.tiles(how, |a, t| unsafe { (self.kernels.one)(a, panel(p), kc, t) }),
                 }
                 p += width;
             }
@@ -426,9 +431,12 @@ pub struct Finish<'a> {
 
 impl Tile<'_, MR> {
     /// Portable finish: `acc` is the product block; applies load/bias/relu and stores.
-    fn store(&self, acc: &[[f32; NR]; MR]) {
+    ///
+    /// # Safety
+    /// Each of the first `mr` rows points at `how.cols` floats that this call alone writes.
+    unsafe fn store(&self, acc: &[[f32; NR]; MR]) {
         for i in 0..self.mr {
-            // SAFETY: rows[i] points at `cols` writable values (see `Task::run`).
+            // SAFETY: the contract above.
             let dst = unsafe { std::slice::from_raw_parts_mut(self.rows[i], self.how.cols) };
             for (j, d) in dst.iter_mut().enumerate() {
                 let mut v = acc[i][j];
@@ -447,9 +455,16 @@ impl Tile<'_, MR> {
     }
 }
 
-type Kernel = fn(&[*const f32; MR], &[f32], usize, &Tile<MR>);
-/// Two panels side by side: `PAIR_MR` rows × 2·NR columns.
-type PairKernel = fn(&[*const f32; PAIR_MR], &[f32], &[f32], usize, &Tile<PAIR_MR>);
+/// A micro-kernel: `kernel(a, panel, kc, tile)` multiplies `MR` rows of A (`kc` values each)
+/// by a packed panel of B and finishes the tile as it says.
+///
+/// # Safety
+/// The CPU has the features the kernel was compiled for (guaranteed by taking it from
+/// [`Kernels::select`]); each `a[i]` points at `kc` readable floats; the panel holds `kc × NR`
+/// floats; each of the tile's first `mr` rows points at `how.cols` floats this call alone writes.
+type Kernel = unsafe fn(&[*const f32; MR], &[f32], usize, &Tile<MR>);
+/// Two panels side by side: `PAIR_MR` rows × 2·NR columns; the same contract, with 2·NR columns.
+type PairKernel = unsafe fn(&[*const f32; PAIR_MR], &[f32], &[f32], usize, &Tile<PAIR_MR>);
 
 /// The micro-kernels a product uses: `one` for a single panel (and ragged ones), `pair` where
 /// the CPU has one (AVX-512: twice the columns per broadcast, so half the loads per multiply).
@@ -457,57 +472,57 @@ type PairKernel = fn(&[*const f32; PAIR_MR], &[f32], &[f32], usize, &Tile<PAIR_M
 pub(crate) struct Kernels {
     one: Kernel,
     pair: Option<PairKernel>,
+    /// Whether the kernels need AVX2 and FMA, so the code around them may use them too.
+    wide: bool,
 }
 
 impl Kernels {
-    /// The fastest this CPU runs, found once.
+    /// The fastest this CPU runs ([`CpuFeatures`], detected once).
     fn select() -> Kernels {
-        static SELECTED: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
-        *SELECTED.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    let pair = std::arch::is_x86_feature_detected!("avx512f")
-                        .then_some(super::gemm_pair::kernel_avx512_entry as PairKernel);
-                    return Kernels { one: kernel_avx2_entry, pair };
-                }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let cpu = CpuFeatures::get();
+            if cpu.avx2_fma {
+                let pair = cpu.avx512f.then_some(super::gemm_pair::kernel_avx512 as PairKernel);
+                return Kernels { one: kernel_avx2, pair, wide: true };
             }
-            Kernels::portable()
-        })
+        }
+        Kernels::portable()
     }
 
     fn portable() -> Kernels {
-        Kernels { one: kernel_generic, pair: None }
+        Kernels { one: kernel_generic, pair: None, wide: false }
     }
 
-    /// Whether the kernels need AVX2 and FMA, so the code around them may use them too.
     fn wide(&self) -> bool {
-        !std::ptr::fn_addr_eq(self.one, kernel_generic as Kernel)
+        self.wide
     }
 }
 
 /// Portable micro-kernel: block[i][j] = Σ_kk a_i[kk] · panel[kk][j], then the tile's finish.
-fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile<MR>) {
+///
+/// # Safety
+/// The [`Kernel`] contract.
+unsafe fn kernel_generic(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile<MR>) {
     let mut tile = [[0.0f32; NR]; MR];
     for kk in 0..kc {
         let b = &panel[kk * NR..kk * NR + NR];
         for (i, row) in tile.iter_mut().enumerate() {
-            // SAFETY: each a[i] points at a row with at least kc readable values (see gemm).
+            // SAFETY: each a[i] points at kc readable values (the contract).
             let av = unsafe { *a[i].add(kk) };
             for (t, bv) in row.iter_mut().zip(b) {
                 *t += av * bv;
             }
         }
     }
-    out.store(&tile);
+    // SAFETY: the tile's rows are this call's to write (the contract).
+    unsafe { out.store(&tile) };
 }
 
-#[cfg(target_arch = "x86_64")]
-fn kernel_avx2_entry(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile<MR>) {
-    // SAFETY: selected only after checking the CPU has AVX2 and FMA.
-    unsafe { kernel_avx2(a, panel, kc, out) }
-}
-
+/// The 6 × 16 AVX2/FMA micro-kernel.
+///
+/// # Safety
+/// The [`Kernel`] contract (the CPU has AVX2 and FMA).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile<MR>) {
@@ -543,7 +558,8 @@ unsafe fn kernel_avx2(a: &[*const f32; MR], panel: &[f32], kc: usize, out: &Tile
                 _mm256_storeu_ps(tile[i].as_mut_ptr().add(8), acc[i][1]);
             }
         }
-        out.store(&tile);
+        // SAFETY: the tile's rows are this call's to write (the contract).
+        unsafe { out.store(&tile) };
         return;
     }
     // SAFETY: every row pointer has NR writable floats (full panel), bias has NR values.

@@ -10,16 +10,14 @@
 
 use super::gemm::{NR, PAIR_MR, Tile};
 
-#[cfg(target_arch = "x86_64")]
-pub(super) fn kernel_avx512_entry(a: &[*const f32; PAIR_MR], p0: &[f32], p1: &[f32], kc: usize, out: &Tile<PAIR_MR>) {
-    // SAFETY: selected only after checking the CPU has AVX-512F.
-    unsafe { kernel_avx512(a, p0, p1, kc, out) }
-}
-
 /// block[i][j] = Σ_kk a_i[kk] · [p0 | p1][kk][j] for two whole panels, then the tile's finish.
+///
+/// # Safety
+/// A [`PairKernel`](super::gemm) contract: the CPU has AVX-512F, each `a[i]` points at `kc`
+/// readable floats, and each of the tile's rows at 2·NR floats that this call alone writes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(a: &[*const f32; PAIR_MR], p0: &[f32], p1: &[f32], kc: usize, out: &Tile<PAIR_MR>) {
+pub(super) unsafe fn kernel_avx512(a: &[*const f32; PAIR_MR], p0: &[f32], p1: &[f32], kc: usize, out: &Tile<PAIR_MR>) {
     use std::arch::x86_64::*;
     assert!(p0.len() >= kc * NR && p1.len() >= kc * NR && out.how.cols == 2 * NR, "pair kernel operands");
     let mut acc = [[_mm512_setzero_ps(); 2]; PAIR_MR];

@@ -7,6 +7,7 @@
 //! rational function (|error| < 5e-7; closer to the reference's outputs than the exp-based
 //! Abramowitz–Stegun form, and half its instructions).
 
+use super::features::CpuFeatures;
 use super::gemm::{Epilogue, PackedB, gemm_serial_rows};
 use super::pool::ThreadPool;
 
@@ -19,7 +20,7 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) $body
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                if $crate::segment::cpu::features::CpuFeatures::get().avx2_fma {
                     // SAFETY: the CPU supports the features `wide` was compiled for.
                     return unsafe { wide($($arg),*) };
                 }
@@ -186,15 +187,9 @@ fn gelu_slice_avx2(x: &mut [f32], residual: Option<&[f32]>) {
     }
 }
 
+/// Whether the AVX2/FMA copies of the kernels may run ([`CpuFeatures`], detected once).
 pub(crate) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    CpuFeatures::get().avx2_fma
 }
 
 pub fn gelu_in_place(x: &mut [f32]) {

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod cross_attention;
 pub mod depthwise;
+pub mod features;
 pub mod gemm;
 mod gemm_pair;
 pub mod kernels;
