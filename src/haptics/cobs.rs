@@ -1,38 +1,21 @@
 //! Consistent Overhead Byte Stuffing: frames on the wire contain no zero byte, so a single 0x00
 //! delimits them and a receiver that joins mid-stream (or meets garbage) resynchronises at the
-//! next delimiter.
+//! next delimiter. Encoding and decoding are the `cobs` crate's; the delimiting of a byte stream
+//! into blocks with a fixed buffer ([`BlockReader`]) and the errors the haptics link reports are
+//! ours.
 
 /// Worst-case encoded size of `len` payload bytes (without the delimiter).
 pub const fn max_encoded_len(len: usize) -> usize {
-    len + len / 254 + 1
+    ::cobs::max_encoding_length(len)
 }
 
-/// Encodes `input` into `out` (which must hold `max_encoded_len(input.len())` bytes) and returns
-/// the encoded length. No delimiter is written.
+/// Encodes `input` into `out` and returns the encoded length. No delimiter is written.
+///
+/// # Panics
+/// If `out` holds fewer than `max_encoded_len(input.len())` bytes (the callers size it so).
 pub fn encode(input: &[u8], out: &mut [u8]) -> usize {
-    let mut code_at = 0;
-    let mut write = 1;
-    let mut code = 1u8;
-    for &byte in input {
-        if byte == 0 {
-            out[code_at] = code;
-            code_at = write;
-            write += 1;
-            code = 1;
-        } else {
-            out[write] = byte;
-            write += 1;
-            code += 1;
-            if code == 0xFF {
-                out[code_at] = code;
-                code_at = write;
-                write += 1;
-                code = 1;
-            }
-        }
-    }
-    out[code_at] = code;
-    write
+    assert!(out.len() >= max_encoded_len(input.len()), "COBS output buffer too small");
+    ::cobs::encode(input, out)
 }
 
 /// Why a COBS block could not be decoded.
@@ -40,41 +23,29 @@ pub fn encode(input: &[u8], out: &mut [u8]) -> usize {
 pub enum CobsError {
     #[error("zero byte inside a COBS block at offset {0}")]
     ZeroInside(usize),
-    #[error("COBS block ends early: a code at offset {0} runs past the end")]
-    Truncated(usize),
+    #[error("malformed COBS block (a code runs past its end) after {decoded} decoded bytes")]
+    Malformed { decoded: usize },
     #[error("decoded frame longer than {0} bytes")]
     TooLong(usize),
 }
 
 /// Decodes one block (without its delimiter) into `out`, returning the decoded length.
 pub fn decode(input: &[u8], out: &mut [u8]) -> Result<usize, CobsError> {
-    let capacity = out.len();
-    let mut read = 0;
-    let mut write = 0;
-    while read < input.len() {
-        let code = input[read];
-        if code == 0 {
-            return Err(CobsError::ZeroInside(read));
-        }
-        let end = read + code as usize;
-        if end > input.len() {
-            return Err(CobsError::Truncated(read));
-        }
-        for (offset, &byte) in input[read + 1..end].iter().enumerate() {
-            if byte == 0 {
-                return Err(CobsError::ZeroInside(read + 1 + offset));
-            }
-            *out.get_mut(write).ok_or(CobsError::TooLong(capacity))? = byte;
-            write += 1;
-        }
-        read = end;
-        // A code below 0xFF stands for a zero that follows, except after the last group.
-        if code < 0xFF && read < input.len() {
-            *out.get_mut(write).ok_or(CobsError::TooLong(capacity))? = 0;
-            write += 1;
-        }
+    // A block is what lies between two delimiters: a zero inside is corruption, not an end.
+    if let Some(at) = input.iter().position(|&b| b == 0) {
+        return Err(CobsError::ZeroInside(at));
     }
-    Ok(write)
+    if input.is_empty() {
+        return Ok(0);
+    }
+    match ::cobs::decode(input, out) {
+        Ok(report) => Ok(report.frame_size()),
+        Err(::cobs::DecodeError::TargetBufTooSmall) => Err(CobsError::TooLong(out.len())),
+        Err(::cobs::DecodeError::InvalidFrame { decoded_bytes }) => {
+            Err(CobsError::Malformed { decoded: decoded_bytes })
+        }
+        Err(::cobs::DecodeError::EmptyFrame) => Ok(0),
+    }
 }
 
 /// Gathers bytes from a stream into delimited blocks, with a fixed buffer: a block longer than
@@ -160,7 +131,7 @@ mod tests {
     #[test]
     fn corrupt_blocks_are_errors() {
         let mut out = [0u8; 8];
-        assert_eq!(decode(&[0x05, 0x11], &mut out), Err(CobsError::Truncated(0)));
+        assert!(matches!(decode(&[0x05, 0x11], &mut out), Err(CobsError::Malformed { .. })));
         assert_eq!(decode(&[0x03, 0x00, 0x11], &mut out), Err(CobsError::ZeroInside(1)));
         assert_eq!(decode(&[0x09, 1, 2, 3, 4, 5, 6, 7, 8], &mut out[..4]), Err(CobsError::TooLong(4)));
     }
