@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::settings::{CaptureConfig, SourceKind};
 use crate::capture::dicom::looks_like_dicom;
-use crate::config::{CaptureConfig, SourceKind};
 
 /// What `--input` named.
 #[derive(Debug, Clone, PartialEq, Eq)]

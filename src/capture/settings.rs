@@ -1,9 +1,14 @@
-//! Settings of the GStreamer sources (`[capture.gstreamer]`) and the crop every camera-like source
-//! shares (`capture.roi_px`). Compiled with or without the `gstreamer` feature, so a config
+//! The `[capture]` section: the kind of source and its settings, those of the GStreamer sources
+//! (`[capture.gstreamer]`) and the crop every camera-like source shares (`capture.roi_px`). The
+//! capture module owns them; `config` only places them in the file. Compiled with or without the `gstreamer` feature, so a config
 //! written for a live rig still parses (and says what is missing) on a machine built without it.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Pace;
+use super::simulator::SimulationSpec;
 use crate::frame::PixelFormat;
 
 pub const DEFAULT_DEVICE: &str = "/dev/video0";
@@ -167,6 +172,95 @@ impl Roi {
             out.copy_from_slice(&src[start..start + self.width]);
         }
         Ok(())
+    }
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A recorded PLUS sequence file (`capture.path`).
+    Replay,
+    /// The built-in phantom simulator (`[capture.simulator]`).
+    #[default]
+    Simulator,
+    /// A multi-frame ultrasound DICOM file (cine loop, `capture.path`).
+    Dicom,
+    /// A video file decoded by GStreamer (`capture.path`; any container and codec installed).
+    File,
+    /// A V4L2 frame grabber through GStreamer (`capture.gstreamer.device`).
+    V4l2,
+    /// GStreamer's test pattern (videotestsrc): a live-like source for tests and rigs.
+    Test,
+    /// Any GStreamer pipeline (`capture.gstreamer.pipeline`).
+    Custom,
+}
+
+impl SourceKind {
+    /// Kinds that read `capture.path`.
+    pub fn reads_file(self) -> bool {
+        matches!(self, SourceKind::Replay | SourceKind::Dicom | SourceKind::File)
+    }
+
+    /// Kinds built on GStreamer (need the `gstreamer` feature).
+    pub fn uses_gstreamer(self) -> bool {
+        matches!(self, SourceKind::File | SourceKind::V4l2 | SourceKind::Test | SourceKind::Custom)
+    }
+
+    /// Kinds whose frames can be cropped and given a pixel spacing from the config.
+    pub fn takes_roi(self) -> bool {
+        self.uses_gstreamer() || self == SourceKind::Dicom
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Replay => "replay",
+            SourceKind::Simulator => "simulator",
+            SourceKind::Dicom => "dicom",
+            SourceKind::File => "file",
+            SourceKind::V4l2 => "v4l2",
+            SourceKind::Test => "test",
+            SourceKind::Custom => "custom",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    pub kind: SourceKind,
+    /// Sequence file to replay (`.mha`, `.mhd`, `.seq.nrrd`).
+    pub path: Option<PathBuf>,
+    /// Replay: a label-mask sequence with one mask per frame of `path` (e.g. the simulator's
+    /// `.labels.mha`), attached to each frame as its mask.
+    pub labels_path: Option<PathBuf>,
+    pub pace: Pace,
+    /// Replay, DICOM and video files: start again at the first frame after the last.
+    #[serde(rename = "loop")]
+    pub looping: bool,
+    /// GStreamer and DICOM sources: `[x, y, width, height]` of the source frame that holds the
+    /// ultrasound image (a grabber sees the scanner's whole screen); unset keeps the whole frame.
+    pub roi_px: Option<[usize; 4]>,
+    /// GStreamer and DICOM sources: pixel size in mm (column, row); unset takes the DICOM
+    /// file's own (1 mm for video, which carries none).
+    pub spacing_mm: Option<[f64; 2]>,
+    pub simulator: SimulationSpec,
+    pub gstreamer: GstSettings,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            kind: SourceKind::Simulator,
+            path: None,
+            labels_path: None,
+            pace: Pace::Recorded,
+            looping: false,
+            roi_px: None,
+            spacing_mm: None,
+            simulator: SimulationSpec::default(),
+            gstreamer: GstSettings::default(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! they are set as properties on the element named `src` after parsing.
 
 use crate::capture::settings::GstSettings;
-use crate::config::SourceKind;
+use crate::capture::settings::SourceKind;
 use crate::frame::PixelFormat;
 
 /// Name of the appsink at the end of every pipeline (and of a custom one that brings its own).

@@ -25,9 +25,9 @@ use gstreamer_video as gst_video;
 
 use gst::prelude::*;
 
+use crate::capture::settings::SourceKind;
 use crate::capture::settings::{GstSettings, Roi};
 use crate::capture::{CaptureError, Next, Pace, Source, SourceFormat};
-use crate::config::SourceKind;
 use crate::frame::{Frame, PixelData, PixelFormat};
 use crate::pipeline::clock::Clock;
 
