@@ -123,6 +123,19 @@ pub trait Ops {
     fn layer_norm(&mut self, x: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32, out: Buf);
     /// `x = LayerNorm(x + delta)` in place (a post-norm residual).
     fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32);
+    /// [`add_layer_norm`](Self::add_layer_norm), then also `x_pe = x + pe` in the same pass (the
+    /// decoder's keys and their positionally encoded copy).
+    #[allow(clippy::too_many_arguments)]
+    fn add_layer_norm_pe(
+        &mut self,
+        x: Buf,
+        delta: Buf,
+        rows: usize,
+        norm: (&Self::Vector, &Self::Vector),
+        eps: f32,
+        pe: Buf,
+        x_pe: Buf,
+    );
     /// Depthwise 3×3, padding 1, stride 1 or 2, on an H × W × C image; optional GELU.
     #[allow(clippy::too_many_arguments)]
     fn depthwise(

@@ -377,7 +377,8 @@ pub fn layer_norm(
 }
 
 /// `x = LayerNorm(x + delta)` over `rows` rows of `c` channels, in place, in parallel (the
-/// transformer's post-norm residual without a pass for the sum and one for a copy).
+/// transformer's post-norm residual without a pass for the sum and one for a copy); with
+/// `plus = (pe, x_pe)`, also `x_pe = x + pe` while the rows are in cache.
 #[allow(clippy::too_many_arguments)]
 pub fn add_layer_norm(
     pool: &ThreadPool,
@@ -388,14 +389,24 @@ pub fn add_layer_norm(
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
+    plus: Option<(&[f32], &mut [f32])>,
 ) {
     assert!(x.len() >= rows * c && delta.len() >= rows * c && gamma.len() == c && beta.len() == c);
     let p = SharedMut::new(x);
+    let plus = plus.map(|(pe, out)| {
+        assert!(pe.len() >= rows * c && out.len() >= rows * c, "add_layer_norm: positional encoding sizes");
+        (pe, SharedMut::new(out))
+    });
     pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
         let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
+        let span = r.start * c..r.end * c;
         // SAFETY: task t reads and writes rows r only.
-        let rows = unsafe { p.rows(r.start * c, r.len() * c) };
-        add_layer_norm_rows(rows, &delta[r.start * c..r.end * c], c, gamma, beta, eps);
+        let rows = unsafe { p.rows(span.start, span.len()) };
+        add_layer_norm_rows(rows, &delta[span.clone()], c, gamma, beta, eps);
+        if let Some((pe, out)) = plus {
+            // SAFETY: task t writes rows r of the output only.
+            add_into(unsafe { out.rows(span.start, span.len()) }, rows, &pe[span]);
+        }
     });
 }
 

@@ -130,21 +130,36 @@ impl CpuOps {
 
     /// The slices of `inputs` and, mutably, of `out`, which must overlap none of them.
     fn io<const N: usize>(&mut self, inputs: [Buf; N], out: Buf) -> ([&[f32]; N], &mut [f32], &ThreadPool, &mut [f32]) {
-        assert!(out.offset + out.len <= self.arena.len(), "output outside the arena");
-        for b in inputs {
-            assert!(b.offset + b.len <= self.arena.len(), "input outside the arena");
-            assert!(b.offset + b.len <= out.offset || out.offset + out.len <= b.offset, "op writes what it reads");
+        let (ins, [out], pool, scratch) = self.io_many(inputs, [out]);
+        (ins, out, pool, scratch)
+    }
+
+    /// [`io`](Self::io) with several outputs, which overlap neither the inputs nor each other.
+    #[allow(clippy::type_complexity)]
+    fn io_many<const N: usize, const M: usize>(
+        &mut self,
+        inputs: [Buf; N],
+        outs: [Buf; M],
+    ) -> ([&[f32]; N], [&mut [f32]; M], &ThreadPool, &mut [f32]) {
+        let apart = |a: Buf, b: Buf| a.offset + a.len <= b.offset || b.offset + b.len <= a.offset;
+        for (i, out) in outs.iter().enumerate() {
+            assert!(out.offset + out.len <= self.arena.len(), "output outside the arena");
+            for b in inputs {
+                assert!(b.offset + b.len <= self.arena.len(), "input outside the arena");
+                assert!(apart(b, *out), "op writes what it reads");
+            }
+            assert!(outs[..i].iter().all(|o| apart(*o, *out)), "op writes one range twice");
         }
         let base = SharedMut::new(&mut self.arena);
-        // SAFETY: every range is inside the arena (checked above) and the output overlaps no
-        // input, so the shared and the mutable slices never alias.
+        // SAFETY: every range is inside the arena (checked above) and no output overlaps an
+        // input or another output, so the shared and the mutable slices never alias.
         let ins = inputs.map(|b| {
-            // SAFETY: see above: in the arena, and never aliased by `out`.
+            // SAFETY: see above: in the arena, and never aliased by an output.
             unsafe { &*base.rows(b.offset, b.len) }
         });
-        // SAFETY: see above: in the arena, and no input overlaps it.
-        let out = unsafe { base.rows(out.offset, out.len) };
-        (ins, out, &self.pool, &mut self.scratch)
+        // SAFETY: see above: in the arena, and overlapping nothing else handed out.
+        let outs = outs.map(|o| unsafe { base.rows(o.offset, o.len) });
+        (ins, outs, &self.pool, &mut self.scratch)
     }
 }
 
@@ -228,7 +243,24 @@ impl Ops for CpuOps {
     fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32) {
         let started = self.begin();
         let ([d], o, pool, _) = self.io([delta], x);
-        kernels::add_layer_norm(pool, o, d, rows, gamma.len(), gamma, beta, eps);
+        kernels::add_layer_norm(pool, o, d, rows, gamma.len(), gamma, beta, eps, None);
+        self.end(OpKind::LayerNorm, started);
+    }
+
+    fn add_layer_norm_pe(
+        &mut self,
+        x: Buf,
+        delta: Buf,
+        rows: usize,
+        norm: (&Vec<f32>, &Vec<f32>),
+        eps: f32,
+        pe: Buf,
+        x_pe: Buf,
+    ) {
+        let started = self.begin();
+        let ([d, pe], [o, o_pe], pool, _) = self.io_many([delta, pe], [x, x_pe]);
+        let (gamma, beta) = norm;
+        kernels::add_layer_norm(pool, o, d, rows, gamma.len(), gamma, beta, eps, Some((pe, o_pe)));
         self.end(OpKind::LayerNorm, started);
     }
 

@@ -222,8 +222,7 @@ impl<O: Ops> Decoder<O> {
             // The image attends to the tokens (with the tokens just updated).
             ops.add_into(tokens, tpe, t0);
             ops.attend(&l.to_tokens, keys_pe, KEYS, t0, tokens, n, delta);
-            ops.add_layer_norm(keys, delta, KEYS, &l.norm4.0, &l.norm4.1, LN_EPS);
-            ops.add_into(keys, kpe, keys_pe);
+            ops.add_layer_norm_pe(keys, delta, KEYS, (&l.norm4.0, &l.norm4.1), LN_EPS, kpe, keys_pe);
         }
         // Only the IoU token (row 0) and mask token 0 (row 1) are read after the last attention,
         // and its queries are independent: the other tokens need not ask.
