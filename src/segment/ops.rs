@@ -61,6 +61,25 @@ pub enum Epilogue {
     AddToOutput,
 }
 
+/// An image of tokens: `height` × `width` rows of `channels` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageShape {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+impl ImageShape {
+    pub fn square(side: usize, channels: usize) -> Self {
+        ImageShape { height: side, width: side, channels }
+    }
+
+    /// Rows (pixels).
+    pub fn tokens(&self) -> usize {
+        self.height * self.width
+    }
+}
+
 /// Geometry of one windowed self-attention over an image of tokens (TinyViT).
 #[derive(Debug, Clone, Copy)]
 pub struct WindowGeometry {
@@ -136,27 +155,14 @@ pub trait Ops {
         pe: Buf,
         x_pe: Buf,
     );
-    /// Depthwise 3×3, padding 1, stride 1 or 2, on an H × W × C image; optional GELU.
-    #[allow(clippy::too_many_arguments)]
-    fn depthwise(
-        &mut self,
-        x: Buf,
-        height: usize,
-        width: usize,
-        channels: usize,
-        stride: usize,
-        k: &Self::Depthwise,
-        gelu: bool,
-        out: Buf,
-    );
-    /// TinyViT's MBConv on an H × W × C image, in one op so an engine can keep the 4C-wide
-    /// hidden layers out of memory: `out = gelu(x + conv3(gelu(dw(gelu(conv1(x))))))`.
-    #[allow(clippy::too_many_arguments)]
+    /// Depthwise 3×3, padding 1, stride 1 or 2, on an image; optional GELU.
+    fn depthwise(&mut self, x: Buf, shape: ImageShape, stride: usize, k: &Self::Depthwise, gelu: bool, out: Buf);
+    /// TinyViT's MBConv on an image, in one op so an engine can keep the 4C-wide hidden layers
+    /// out of memory: `out = gelu(x + conv3(gelu(dw(gelu(conv1(x))))))`.
     fn mbconv(
         &mut self,
         x: Buf,
-        height: usize,
-        width: usize,
+        shape: ImageShape,
         conv1: &Self::Linear,
         dw: &Self::Depthwise,
         conv3: &Self::Linear,
@@ -192,16 +198,16 @@ pub trait Ops {
     /// whichever side has fewer rows (the mask decoder's 7 tokens against 4096 image positions).
     #[allow(clippy::too_many_arguments)]
     fn attend(&mut self, w: &Self::Attention, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, out: Buf);
-    /// 3×3 patches (padding 1) of an H × W × C image as rows of 9·C, tap-major: for a full 3×3
+    /// 3×3 patches (padding 1) of an image as rows of 9·C, tap-major: for a full 3×3
     /// convolution as one product.
-    fn im2col3x3(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
+    fn im2col3x3(&mut self, x: Buf, shape: ImageShape, out: Buf);
     /// Non-overlapping `patch` × `patch` patches of a `side` × `side` plane as rows of patch²
     /// values (row-major inside the patch): a stride-`patch` convolution stem as one product,
     /// like PyTorch's `pixel_unshuffle` of one channel.
     fn patchify(&mut self, plane: Buf, side: usize, patch: usize, out: Buf);
-    /// Rows of (2 × 2 × C) per pixel of an H × W image → a 2H × 2W × C image (a 2×2, stride-2
+    /// Rows of (2 × 2 × C) per pixel of an H × W image (`shape` has the C) → a 2H × 2W × C image (a 2×2, stride-2
     /// transposed convolution after its product).
-    fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf);
+    fn pixel_shuffle2(&mut self, x: Buf, shape: ImageShape, out: Buf);
     /// The mask decoder's upscaling and hypernetwork product in one op, so neither the 128² × 64
     /// nor the 256² × 32 features reach memory: on a side × side image x, two 2×2, stride-2
     /// transposed convolutions (`up1`, then LayerNorm2d and GELU; `up2`, then GELU), and each

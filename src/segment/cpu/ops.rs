@@ -11,7 +11,7 @@ use super::kernels::{self, SharedMut, Upscaling};
 use super::mbconv::{self, MbConvArgs};
 use super::mlp::{self, MlpArgs};
 use super::pool::ThreadPool;
-use crate::segment::ops::{AttentionWeights, Buf, Epilogue, Ops, WindowGeometry};
+use crate::segment::ops::{AttentionWeights, Buf, Epilogue, ImageShape, Ops, WindowGeometry};
 
 /// Scratch floats per thread: the fused MBConv's three hidden rows and one depthwise row at
 /// 256 × 256 × 256 (262 144) is the largest need; the fused MLP needs 76 800 at 320 channels,
@@ -264,36 +264,20 @@ impl Ops for CpuOps {
         self.end(OpKind::LayerNorm, started);
     }
 
-    fn depthwise(
-        &mut self,
-        x: Buf,
-        height: usize,
-        width: usize,
-        channels: usize,
-        stride: usize,
-        k: &DepthwiseKernel,
-        gelu: bool,
-        out: Buf,
-    ) {
+    fn depthwise(&mut self, x: Buf, shape: ImageShape, stride: usize, k: &DepthwiseKernel, gelu: bool, out: Buf) {
         let started = self.begin();
         let ([input], o, pool, _) = self.io([x], out);
+        let ImageShape { height, width, channels } = shape;
         let args = DepthwiseArgs { input, height, width, channels, stride, taps: &k.taps, bias: &k.bias, gelu };
         depthwise3x3(pool, &args, o);
         self.end(OpKind::Depthwise, started);
     }
 
-    fn mbconv(
-        &mut self,
-        x: Buf,
-        height: usize,
-        width: usize,
-        conv1: &PackedB,
-        dw: &DepthwiseKernel,
-        conv3: &PackedB,
-        out: Buf,
-    ) {
+    fn mbconv(&mut self, x: Buf, shape: ImageShape, conv1: &PackedB, dw: &DepthwiseKernel, conv3: &PackedB, out: Buf) {
         let started = self.begin();
+        assert_eq!(shape.channels, conv1.k, "MBConv input channels");
         let ([input], o, pool, scratch) = self.io([x], out);
+        let (height, width) = (shape.height, shape.width);
         let args = MbConvArgs { x: input, height, width, conv1, taps: &dw.taps, dw_bias: &dw.bias, conv3 };
         mbconv::mbconv(pool, &args, o, scratch);
         self.end(OpKind::MbConv, started);
@@ -344,8 +328,9 @@ impl Ops for CpuOps {
         self.end(OpKind::Attention, started);
     }
 
-    fn im2col3x3(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf) {
+    fn im2col3x3(&mut self, x: Buf, shape: ImageShape, out: Buf) {
         let started = self.begin();
+        let ImageShape { height, width, channels } = shape;
         let ([src], dst, pool, _) = self.io([x], out);
         let c = channels;
         let row = 9 * c;
@@ -382,8 +367,9 @@ impl Ops for CpuOps {
         self.end(OpKind::DataMovement, started);
     }
 
-    fn pixel_shuffle2(&mut self, x: Buf, height: usize, width: usize, channels: usize, out: Buf) {
+    fn pixel_shuffle2(&mut self, x: Buf, shape: ImageShape, out: Buf) {
         let started = self.begin();
+        let ImageShape { height, width, channels } = shape;
         let ([src], dst, pool, _) = self.io([x], out);
         let c = channels;
         let d = SharedMut::new(dst);

@@ -8,7 +8,7 @@
 
 use super::{WeightSource, linear, norm};
 use crate::model::WeightsError;
-use crate::segment::ops::{ArenaPlan, Buf, Epilogue, Ops, WindowGeometry, expand_window_bias};
+use crate::segment::ops::{ArenaPlan, Buf, Epilogue, ImageShape, Ops, WindowGeometry, expand_window_bias};
 
 pub const INPUT_SIDE: usize = 256;
 pub const EMBED_SIDE: usize = 64;
@@ -120,7 +120,7 @@ impl<O: Ops> PatchMerging<O> {
         let h1 = h1.prefix(n_in * self.dim_out);
         ops.linear(x.prefix(n_in * self.dim_in), n_in, &self.conv1, h1, Epilogue::Gelu);
         let h2 = h2.prefix(n_out * self.dim_out);
-        ops.depthwise(h1, self.side_in, self.side_in, self.dim_out, self.stride, &self.conv2, true, h2);
+        ops.depthwise(h1, ImageShape::square(self.side_in, self.dim_out), self.stride, &self.conv2, true, h2);
         ops.linear(h2, n_out, &self.conv3, out.prefix(n_out * self.dim_out), Epilogue::None);
     }
 }
@@ -167,7 +167,8 @@ impl<O: Ops> Block<O> {
         ops.window_attention(qkv.prefix(n * 3 * c), &self.padding_qkv, g, &self.biases, y.prefix(n * c));
         ops.linear(y.prefix(n * c), n, &self.proj, x, Epilogue::AddToOutput);
         // The local depthwise conv has no residual and no activation.
-        ops.depthwise(x, g.height, g.width, c, 1, &self.local, false, y.prefix(n * c));
+        let shape = ImageShape { height: g.height, width: g.width, channels: c };
+        ops.depthwise(x, shape, 1, &self.local, false, y.prefix(n * c));
         ops.mlp(y.prefix(n * c), n, &self.mlp_norm.0, &self.mlp_norm.1, LN_EPS, &self.fc1, &self.fc2);
     }
 }
@@ -178,7 +179,7 @@ pub(super) fn run_mbconvs<O: Ops>(ops: &mut O, blocks: &[MbConv<O>], side: usize
     let (x, y) = (x.prefix(side * side * c), y.prefix(side * side * c));
     for (i, m) in blocks.iter().enumerate() {
         let (from, to) = if i % 2 == 0 { (x, y) } else { (y, x) };
-        ops.mbconv(from, side, side, &m.conv1, &m.conv2, &m.conv3, to);
+        ops.mbconv(from, ImageShape::square(side, c), &m.conv1, &m.conv2, &m.conv3, to);
     }
     if blocks.len() % 2 == 1 {
         ops.copy(y, x);
@@ -311,7 +312,7 @@ impl<O: Ops> Encoder<O> {
             LN2D_EPS,
             big2.prefix(tokens * 256),
         );
-        ops.im2col3x3(big2.prefix(tokens * 256), EMBED_SIDE, EMBED_SIDE, 256, big1.prefix(tokens * 9 * 256));
+        ops.im2col3x3(big2.prefix(tokens * 256), ImageShape::square(EMBED_SIDE, 256), big1.prefix(tokens * 9 * 256));
         ops.linear(big1.prefix(tokens * 9 * 256), tokens, &self.neck2, y.prefix(tokens * 256), Epilogue::None);
         ops.layer_norm(y.prefix(tokens * 256), tokens, &self.neck3.0, &self.neck3.1, LN2D_EPS, self.embedding);
     }

@@ -24,7 +24,7 @@ use super::encoder::{
 };
 use super::{WeightSource, norm};
 use crate::model::WeightsError;
-use crate::segment::ops::{ArenaPlan, Buf, Epilogue, Ops};
+use crate::segment::ops::{ArenaPlan, Buf, Epilogue, ImageShape, Ops};
 
 const PATCH: usize = 4;
 /// Channels at 64×64 and at 32×32.
@@ -116,10 +116,10 @@ impl<O: Ops> StudentEncoder<O> {
         // Back to 64×64: the transposed conv's four positions per token, then the skip from the
         // 64×64 stage added on top.
         ops.linear(self.t1, n2, &self.up, s2.prefix(n2 * 4 * EMBED_DIM), Epilogue::None);
-        ops.pixel_shuffle2(s2.prefix(n2 * 4 * EMBED_DIM), SIDE2, SIDE2, EMBED_DIM, s1);
+        ops.pixel_shuffle2(s2.prefix(n2 * 4 * EMBED_DIM), ImageShape::square(SIDE2, EMBED_DIM), s1);
         ops.linear(a, n1, &self.skip, s1, Epilogue::AddToOutput);
         ops.layer_norm(s1, n1, &self.neck_norm1.0, &self.neck_norm1.1, LN2D_EPS, s2);
-        ops.depthwise(s2, SIDE1, SIDE1, EMBED_DIM, 1, &self.neck_dw, false, s1);
+        ops.depthwise(s2, ImageShape::square(SIDE1, EMBED_DIM), 1, &self.neck_dw, false, s1);
         ops.linear(s1, n1, &self.neck_pw, s2, Epilogue::None);
         ops.layer_norm(s2, n1, &self.neck_norm2.0, &self.neck_norm2.1, LN2D_EPS, self.embedding);
     }
