@@ -56,11 +56,25 @@ pub struct Parsed {
     pub layout: DataLayout,
 }
 
+/// The file being read and its raw header fields, for lookups and errors that name the field.
 struct Ctx<'a> {
     path: &'a Path,
+    raw: &'a [(String, String)],
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, key: &str) -> Result<&'a str, SequenceError> {
+        self.get(key).ok_or_else(|| self.field(key, None, "is missing (required)"))
+    }
+
+    fn unsupported(&self, message: impl Into<String>) -> SequenceError {
+        SequenceError::Unsupported { path: self.path.to_path_buf(), message: message.into() }
+    }
+
     fn field(&self, field: &str, frame: Option<usize>, message: impl Into<String>) -> SequenceError {
         SequenceError::Field { path: self.path.to_path_buf(), field: field.to_string(), frame, message: message.into() }
     }
@@ -114,15 +128,32 @@ impl FrameFields {
 
 /// Interprets the header of `path` (whose data, for LOCAL files, starts at `data_offset`).
 pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> Result<Parsed, SequenceError> {
-    let cx = Ctx { path };
-    let get = |key: &str| raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-    let required = |key: &str| get(key).ok_or_else(|| cx.field(key, None, "is missing (required)"));
+    let cx = Ctx { path, raw: &raw };
+    let image = image_facts(&cx)?;
+    let layout = data_layout(&cx, data_offset)?;
+    let (per_frame, fields) = gather_frame_fields(&cx, image.frame_count)?;
+    let frames = frames_from(&cx, per_frame)?;
+    let ImageFacts { width, height, frame_count, pixel_format, spacing_mm } = image;
+    let header = SequenceHeader { width, height, frame_count, pixel_format, spacing_mm, fields };
+    Ok(Parsed { header, frames, layout })
+}
 
-    let ndims: usize = cx.number("NDims", None, required("NDims")?)?;
+/// What the image-level fields say about the frames.
+struct ImageFacts {
+    width: usize,
+    height: usize,
+    frame_count: usize,
+    pixel_format: PixelFormat,
+    spacing_mm: [f64; 2],
+}
+
+/// Sizes, pixel type and spacing, each checked.
+fn image_facts(cx: &Ctx) -> Result<ImageFacts, SequenceError> {
+    let ndims: usize = cx.number("NDims", None, cx.required("NDims")?)?;
     if !(2..=3).contains(&ndims) {
         return Err(cx.field("NDims", None, format!("{ndims} dimensions; sequences have 2 (one frame) or 3")));
     }
-    let dims: Vec<usize> = cx.numbers("DimSize", None, required("DimSize")?)?;
+    let dims: Vec<usize> = cx.numbers("DimSize", None, cx.required("DimSize")?)?;
     if dims.len() != ndims || dims.contains(&0) {
         return Err(cx.field("DimSize", None, format!("expected {ndims} sizes above zero, found {dims:?}")));
     }
@@ -137,36 +168,25 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
             format!("{dims:?} is implausibly large (frames up to {MAX_FRAME_SIDE}x{MAX_FRAME_SIDE}, up to {MAX_FRAMES} of them)"),
         ));
     }
-    let pixel_format = match required("ElementType")? {
+    let pixel_format = match cx.required("ElementType")? {
         "MET_UCHAR" => PixelFormat::Gray8,
         "MET_USHORT" => PixelFormat::Gray16,
-        other => {
-            return Err(SequenceError::Unsupported {
-                path: path.to_path_buf(),
-                message: format!("ElementType {other} (only MET_UCHAR and MET_USHORT grey images)"),
-            });
-        }
+        other => return Err(cx.unsupported(format!("ElementType {other} (only MET_UCHAR and MET_USHORT grey images)"))),
     };
-    if let Some(channels) = get("ElementNumberOfChannels")
+    if let Some(channels) = cx.get("ElementNumberOfChannels")
         && cx.number::<usize>("ElementNumberOfChannels", None, channels)? != 1
     {
-        return Err(SequenceError::Unsupported {
-            path: path.to_path_buf(),
-            message: format!("{channels} channels per pixel (grey only)"),
-        });
+        return Err(cx.unsupported(format!("{channels} channels per pixel (grey only)")));
     }
     for key in ["BinaryDataByteOrderMSB", "ElementByteOrderMSB"] {
-        if let Some(v) = get(key)
+        if let Some(v) = cx.get(key)
             && cx.boolean(key, v)?
             && pixel_format == PixelFormat::Gray16
         {
-            return Err(SequenceError::Unsupported {
-                path: path.to_path_buf(),
-                message: "big-endian 16-bit pixels".into(),
-            });
+            return Err(cx.unsupported("big-endian 16-bit pixels"));
         }
     }
-    let spacing_mm = match get("ElementSpacing").or(get("ElementSize")) {
+    let spacing_mm = match cx.get("ElementSpacing").or(cx.get("ElementSize")) {
         Some(text) => {
             let s: Vec<f64> = cx.numbers("ElementSpacing", None, text)?;
             if s.len() < 2 || s[..2].iter().any(|v| !(v.is_finite() && *v > 0.0)) {
@@ -176,31 +196,40 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
         }
         None => [1.0, 1.0],
     };
-    let compressed = match get("CompressedData") {
+    Ok(ImageFacts { width, height, frame_count, pixel_format, spacing_mm })
+}
+
+/// Where the pixel data is (this file after the header, or one other file) and how it is packed.
+fn data_layout(cx: &Ctx, data_offset: u64) -> Result<DataLayout, SequenceError> {
+    let compressed = match cx.get("CompressedData") {
         Some(v) => cx.boolean("CompressedData", v)?,
         None => false,
     };
     let compressed_size =
-        get("CompressedDataSize").map(|v| cx.number::<u64>("CompressedDataSize", None, v)).transpose()?;
-    let data_file = required("ElementDataFile")?;
+        cx.get("CompressedDataSize").map(|v| cx.number::<u64>("CompressedDataSize", None, v)).transpose()?;
+    let data_file = cx.required("ElementDataFile")?;
     let compression = if compressed { Compression::Zlib } else { Compression::None };
-    let layout = if data_file == "LOCAL" {
-        DataLayout { file: path.to_path_buf(), offset: data_offset, compression, compressed_size }
-    } else {
-        if data_file.contains('%') || data_file.starts_with("LIST") {
-            return Err(SequenceError::Unsupported {
-                path: path.to_path_buf(),
-                message: format!("ElementDataFile `{data_file}` (one data file only)"),
-            });
-        }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        DataLayout { file: dir.join(data_file), offset: 0, compression, compressed_size }
-    };
+    if data_file == "LOCAL" {
+        return Ok(DataLayout { file: cx.path.to_path_buf(), offset: data_offset, compression, compressed_size });
+    }
+    if data_file.contains('%') || data_file.starts_with("LIST") {
+        return Err(cx.unsupported(format!("ElementDataFile `{data_file}` (one data file only)")));
+    }
+    let dir = cx.path.parent().unwrap_or(Path::new("."));
+    Ok(DataLayout { file: dir.join(data_file), offset: 0, compression, compressed_size })
+}
 
+/// Sorts the `Seq_FrameNNNN_*` fields into their frames (transforms, timestamp, status, the
+/// rest kept by name), and returns them with the other fields the writer does not regenerate.
+#[allow(clippy::type_complexity)]
+fn gather_frame_fields(
+    cx: &Ctx,
+    frame_count: usize,
+) -> Result<(Vec<FrameFields>, Vec<(String, String)>), SequenceError> {
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
     let mut per_frame: Vec<FrameFields> = (0..frame_count).map(|_| FrameFields::default()).collect();
     let mut fields = Vec::new();
-    for (key, value) in &raw {
+    for (key, value) in cx.raw {
         let Some(rest) = key.strip_prefix("Seq_Frame") else {
             if !GENERATED_KEYS.contains(&key.as_str()) {
                 fields.push((key.clone(), value.clone()));
@@ -248,11 +277,15 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
             frame.fields.push((name.to_string(), value.clone()));
         }
     }
+    Ok((per_frame, fields))
+}
 
-    // A plain volume (no timestamps, no transforms anywhere) reads as slices timed 0, 1, 2, ...
-    // s; a tracked sequence must time every frame, or replay pacing would be meaningless.
+/// Each frame's metadata, every transform complete. A plain volume (no timestamps, no transforms
+/// anywhere) reads as slices timed 0, 1, 2, ... s; a tracked sequence must time every frame, or
+/// replay pacing would be meaningless.
+fn frames_from(cx: &Ctx, per_frame: Vec<FrameFields>) -> Result<Vec<FrameMeta>, SequenceError> {
     let tracked = per_frame.iter().any(|f| f.timestamp.is_some() || !f.transforms.is_empty());
-    let mut frames = Vec::with_capacity(frame_count);
+    let mut frames = Vec::with_capacity(per_frame.len());
     for (index, f) in per_frame.into_iter().enumerate() {
         let timestamp_s = match f.timestamp {
             Some(t) => t,
@@ -278,6 +311,5 @@ pub fn interpret(path: &Path, raw: Vec<(String, String)>, data_offset: u64) -> R
             fields: f.fields,
         });
     }
-    let header = SequenceHeader { width, height, frame_count, pixel_format, spacing_mm, fields };
-    Ok(Parsed { header, frames, layout })
+    Ok(frames)
 }
