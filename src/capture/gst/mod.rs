@@ -61,20 +61,41 @@ struct Layout {
 }
 
 pub struct GstSource {
+    /// What the source was opened with: fixed for its life.
+    setup: Setup,
+    /// The pipeline: rebuilt on every reconnect.
+    run: Running,
+    /// What the first frame fixed: size, caps, crop.
+    shape: Shape,
+    /// Where playback stands: times and counts carried across loops and reconnects.
+    play: Playback,
+}
+
+struct Setup {
     name: String,
     options: GstOptions,
     /// Frames arrive on the device's schedule and may be dropped; errors trigger reconnects.
     live: bool,
+    /// Buffers that reached the appsink (counted by a pad probe on its input; survives rebuilds).
+    arrived: Arc<AtomicU64>,
+}
+
+struct Running {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
     bus: gst::Bus,
-    /// Buffers that reached the appsink (counted by a pad probe on its input).
-    arrived: Arc<AtomicU64>,
-    pulled: u64,
+}
+
+struct Shape {
     layout: Layout,
     caps: gst::Caps,
     roi: Roi,
     format: SourceFormat,
+}
+
+#[derive(Default)]
+struct Playback {
+    pulled: u64,
     pending: Option<gst::Sample>,
     /// PTS of the first frame of the current run of the pipeline (restarts reset PTS).
     run_origin_ns: Option<u64>,
@@ -167,59 +188,44 @@ impl GstSource {
             if live { "live" } else { "file" }
         );
         Ok(GstSource {
-            name,
-            options,
-            live,
-            pipeline,
-            sink,
-            bus,
-            arrived,
-            pulled: 1,
-            layout,
-            caps,
-            roi,
-            format,
-            pending: Some(first),
-            run_origin_ns: None,
-            offset_ns: 0,
-            last_end_ns: 0,
-            last_step_ns: 0,
-            pace_origin: None,
-            frames_filled: 0,
-            failures_in_row: 0,
-            reconnects: 0,
+            setup: Setup { name, options, live, arrived },
+            run: Running { pipeline, sink, bus },
+            shape: Shape { layout, caps, roi, format },
+            play: Playback { pulled: 1, pending: Some(first), ..Playback::default() },
         })
     }
 
     /// Times the source was reopened after an error or end of stream.
     pub fn reconnects(&self) -> u64 {
-        self.reconnects
+        self.play.reconnects
     }
 
     /// Size of the frames the pipeline delivers, before the crop.
     pub fn input_size(&self) -> (usize, usize) {
-        (self.layout.width, self.layout.height)
+        (self.shape.layout.width, self.shape.layout.height)
     }
 
     /// Builds the pipeline afresh (a reconnect): decodebin and similar elements link their pads
     /// only once, so a stopped pipeline cannot simply be set playing again. Time keeps going on.
     fn rebuild(&mut self) -> Result<(), CaptureError> {
-        let _ = self.pipeline.set_state(gst::State::Null);
-        let (pipeline, sink, bus) = build(&self.options, self.live, &self.name, &self.arrived)?;
-        (self.pipeline, self.sink, self.bus) = (pipeline, sink, bus);
-        self.offset_ns = self.last_end_ns;
-        self.run_origin_ns = None;
+        let _ = self.run.pipeline.set_state(gst::State::Null);
+        let s = &self.setup;
+        let (pipeline, sink, bus) = build(&s.options, s.live, &s.name, &s.arrived)?;
+        self.run = Running { pipeline, sink, bus };
+        self.play.offset_ns = self.play.last_end_ns;
+        self.play.run_origin_ns = None;
         Ok(())
     }
 
     /// Back to the start of a file (a loop): a flushing seek, which also clears the sink's
     /// end-of-stream. Time keeps going on.
     fn rewind(&mut self) -> Result<(), CaptureError> {
-        self.pipeline
+        self.run
+            .pipeline
             .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, gst::ClockTime::ZERO)
-            .map_err(|e| fail(&self.name, format!("cannot seek back to the start to loop: {e}")))?;
-        self.offset_ns = self.last_end_ns;
-        self.run_origin_ns = None;
+            .map_err(|e| fail(&self.setup.name, format!("cannot seek back to the start to loop: {e}")))?;
+        self.play.offset_ns = self.play.last_end_ns;
+        self.play.run_origin_ns = None;
         Ok(())
     }
 
@@ -233,26 +239,30 @@ impl GstSource {
     ) -> Result<bool, CaptureError> {
         let mut why = why;
         loop {
-            let s = &self.options.settings;
-            if !self.live || self.failures_in_row >= s.reconnect_attempts {
-                let tries = if self.live {
-                    format!(" (after {} reconnect attempts)", self.failures_in_row)
+            let s = &self.setup.options.settings;
+            if !self.setup.live || self.play.failures_in_row >= s.reconnect_attempts {
+                let tries = if self.setup.live {
+                    format!(" (after {} reconnect attempts)", self.play.failures_in_row)
                 } else {
                     String::new()
                 };
-                return Err(fail(&self.name, format!("{why}{tries}")));
+                return Err(fail(&self.setup.name, format!("{why}{tries}")));
             }
-            let wait_ms = s.backoff_ms(self.failures_in_row);
-            self.failures_in_row += 1;
-            tracing::warn!("{}: {why}; reconnecting in {wait_ms:.0} ms (attempt {})", self.name, self.failures_in_row);
+            let wait_ms = s.backoff_ms(self.play.failures_in_row);
+            self.play.failures_in_row += 1;
+            tracing::warn!(
+                "{}: {why}; reconnecting in {wait_ms:.0} ms (attempt {})",
+                self.setup.name,
+                self.play.failures_in_row
+            );
             let due = clock.now_ns() + (wait_ms * 1e6) as u64;
             if !clock.sleep_until_ns(due, keep_waiting) {
                 return Ok(false);
             }
-            self.pending = None;
+            self.play.pending = None;
             match self.rebuild() {
                 Ok(()) => {
-                    self.reconnects += 1;
+                    self.play.reconnects += 1;
                     return Ok(true);
                 }
                 Err(e) => why = e.to_string(),
@@ -265,29 +275,29 @@ impl GstSource {
     fn stream_ns(&mut self, sample: &gst::Sample) -> u64 {
         match sample.buffer().and_then(|b| b.pts()) {
             Some(pts) => {
-                let origin = *self.run_origin_ns.get_or_insert(pts.nseconds());
-                self.offset_ns + pts.nseconds().saturating_sub(origin)
+                let origin = *self.play.run_origin_ns.get_or_insert(pts.nseconds());
+                self.play.offset_ns + pts.nseconds().saturating_sub(origin)
             }
-            None => self.last_end_ns,
+            None => self.play.last_end_ns,
         }
     }
 
     /// At the end of a file: demuxers stop quietly at the cut of a truncated file, so compare
     /// where the stream ended with the duration its header declares.
     fn check_complete(&self) -> Result<(), CaptureError> {
-        let Some(declared) = self.pipeline.query_duration::<gst::ClockTime>() else { return Ok(()) };
-        let ended = self.last_end_ns.saturating_sub(self.offset_ns) + self.run_origin_ns.unwrap_or(0);
+        let Some(declared) = self.run.pipeline.query_duration::<gst::ClockTime>() else { return Ok(()) };
+        let ended = self.play.last_end_ns.saturating_sub(self.play.offset_ns) + self.play.run_origin_ns.unwrap_or(0);
         // Muxers round durations; a frame and a half of slack (and 1 ms) absorbs that.
-        let slack = self.last_step_ns + self.last_step_ns / 2 + 1_000_000;
+        let slack = self.play.last_step_ns + self.play.last_step_ns / 2 + 1_000_000;
         if ended + slack < declared.nseconds() {
             return Err(fail(
-                &self.name,
+                &self.setup.name,
                 format!(
                     "the stream ended at {:.3} s but the file declares {:.3} s: it is truncated or damaged \
                      ({} frames read)",
                     ended as f64 / 1e9,
                     declared.nseconds() as f64 / 1e9,
-                    self.frames_filled
+                    self.play.frames_filled
                 ),
             ));
         }
@@ -300,15 +310,15 @@ impl GstSource {
         let map = buffer.map_readable().map_err(|_| "cannot map the buffer".to_string())?;
         let bytes = map.as_slice();
         match frame.image.pixels.data_mut() {
-            PixelData::Gray8(dst) => self.roi.copy(bytes, self.layout.stride_bytes, dst),
+            PixelData::Gray8(dst) => self.shape.roi.copy(bytes, self.shape.layout.stride_bytes, dst),
             PixelData::Gray16(dst) => {
-                let r = self.roi;
-                let need = (r.y + r.height - 1) * self.layout.stride_bytes + (r.x + r.width) * 2;
+                let r = self.shape.roi;
+                let need = (r.y + r.height - 1) * self.shape.layout.stride_bytes + (r.x + r.width) * 2;
                 if bytes.len() < need || dst.len() < r.width * r.height {
                     return Err(format!("a buffer of {} bytes is too small for the frame", bytes.len()));
                 }
                 for (row, out) in dst.chunks_exact_mut(r.width).take(r.height).enumerate() {
-                    let start = (r.y + row) * self.layout.stride_bytes + r.x * 2;
+                    let start = (r.y + row) * self.shape.layout.stride_bytes + r.x * 2;
                     for (p, b) in out.iter_mut().zip(bytes[start..start + r.width * 2].chunks_exact(2)) {
                         *p = u16::from_le_bytes([b[0], b[1]]);
                     }
@@ -322,18 +332,18 @@ impl GstSource {
     fn check_caps(&mut self, sample: &gst::Sample) -> Result<(), String> {
         let Some(caps) = sample.caps() else { return Ok(()) };
         // Same caps object (the usual case) or equal caps: nothing to do, nothing allocated.
-        if caps.as_ptr() == self.caps.as_ptr() || caps == self.caps.as_ref() {
+        if caps.as_ptr() == self.shape.caps.as_ptr() || caps == self.shape.caps.as_ref() {
             return Ok(());
         }
-        let layout = layout_of(caps, self.options.settings.pixel_format)?;
-        if (layout.width, layout.height) != (self.layout.width, self.layout.height) {
+        let layout = layout_of(caps, self.setup.options.settings.pixel_format)?;
+        if (layout.width, layout.height) != (self.shape.layout.width, self.shape.layout.height) {
             return Err(format!(
                 "the source changed its frame size from {}x{} to {}x{}",
-                self.layout.width, self.layout.height, layout.width, layout.height
+                self.shape.layout.width, self.shape.layout.height, layout.width, layout.height
             ));
         }
-        self.layout = layout;
-        self.caps = caps.to_owned();
+        self.shape.layout = layout;
+        self.shape.caps = caps.to_owned();
         Ok(())
     }
 }
@@ -424,60 +434,60 @@ fn first_sample(
 
 impl Source for GstSource {
     fn describe(&self) -> String {
-        self.name.clone()
+        self.setup.name.clone()
     }
 
     fn format(&self) -> SourceFormat {
-        self.format
+        self.shape.format
     }
 
     fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError> {
         let poll = gst::ClockTime::from_nseconds(POLL.as_nanos() as u64);
-        while self.pending.is_none() {
+        while self.play.pending.is_none() {
             if !keep_waiting() {
                 return Ok(Next::End);
             }
-            if let Some(error) = pending_error(&self.bus) {
+            if let Some(error) = pending_error(&self.run.bus) {
                 if !self.reconnect(error, clock, keep_waiting)? {
                     return Ok(Next::End);
                 }
                 continue;
             }
-            if let Some(sample) = self.sink.try_pull_sample(poll) {
-                self.pulled += 1;
-                self.pending = Some(sample);
+            if let Some(sample) = self.run.sink.try_pull_sample(poll) {
+                self.play.pulled += 1;
+                self.play.pending = Some(sample);
                 break;
             }
-            if self.sink.is_eos() {
+            if self.run.sink.is_eos() {
                 // A source that fails posts its error, then sends end-of-stream: the error wins.
-                if let Some(error) = pending_error(&self.bus) {
+                if let Some(error) = pending_error(&self.run.bus) {
                     if !self.reconnect(error, clock, keep_waiting)? {
                         return Ok(Next::End);
                     }
                     continue;
                 }
                 // A grabber that ends its stream was unplugged or lost its signal: reopen it.
-                if self.options.kind == SourceKind::V4l2 {
+                if self.setup.options.kind == SourceKind::V4l2 {
                     if !self.reconnect("end of stream".into(), clock, keep_waiting)? {
                         return Ok(Next::End);
                     }
                     continue;
                 }
-                if self.options.kind == SourceKind::File {
+                if self.setup.options.kind == SourceKind::File {
                     self.check_complete()?;
                 }
-                if self.options.looping && self.frames_filled > 0 {
+                if self.setup.options.looping && self.play.frames_filled > 0 {
                     self.rewind()?;
                     continue;
                 }
                 return Ok(Next::End);
             }
         }
-        if !self.live && self.options.pace == Pace::Recorded {
-            let sample = self.pending.take();
-            let t = sample.as_ref().map(|s| self.stream_ns(s)).unwrap_or(self.last_end_ns);
-            self.pending = sample;
-            let (start_ns, t0) = *self.pace_origin.get_or_insert_with(|| (clock.now_ns(), t));
+        if !self.setup.live && self.setup.options.pace == Pace::Recorded {
+            let sample = self.play.pending.take();
+            let t = sample.as_ref().map(|s| self.stream_ns(s)).unwrap_or(self.play.last_end_ns);
+            self.play.pending = sample;
+            let (start_ns, t0) = *self.play.pace_origin.get_or_insert_with(|| (clock.now_ns(), t));
             if !clock.sleep_until_ns(start_ns + t.saturating_sub(t0), keep_waiting) {
                 return Ok(Next::End);
             }
@@ -486,51 +496,55 @@ impl Source for GstSource {
     }
 
     fn fill(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
-        let Some(sample) = self.pending.take() else {
+        let Some(sample) = self.play.pending.take() else {
             return Err(CaptureError::BadFrame {
-                source_name: self.name.clone(),
-                frame: self.frames_filled,
+                source_name: self.setup.name.clone(),
+                frame: self.play.frames_filled,
                 message: "no frame is pending (fill without wait_next)".into(),
             });
         };
         let copied = self.check_caps(&sample).and_then(|()| self.copy_pixels(&sample, frame));
         if let Err(message) = copied {
-            return Err(CaptureError::BadFrame { source_name: self.name.clone(), frame: self.frames_filled, message });
+            return Err(CaptureError::BadFrame {
+                source_name: self.setup.name.clone(),
+                frame: self.play.frames_filled,
+                message,
+            });
         }
         let t = self.stream_ns(&sample);
         let duration = sample.buffer().and_then(|b| b.duration()).map(|d| d.nseconds());
         // Without a duration, assume the gap since the previous frame repeats.
-        let step = duration.unwrap_or_else(|| t.saturating_sub(self.last_end_ns).max(1));
-        self.last_end_ns = t + step;
-        self.last_step_ns = step;
-        frame.image.width = self.roi.width;
-        frame.image.height = self.roi.height;
-        frame.image.spacing_mm = self.options.spacing_mm.unwrap_or(VIDEO_SPACING_MM);
+        let step = duration.unwrap_or_else(|| t.saturating_sub(self.play.last_end_ns).max(1));
+        self.play.last_end_ns = t + step;
+        self.play.last_step_ns = step;
+        frame.image.width = self.shape.roi.width;
+        frame.image.height = self.shape.roi.height;
+        frame.image.spacing_mm = self.setup.options.spacing_mm.unwrap_or(VIDEO_SPACING_MM);
         frame.capture_time_s = t as f64 / 1e9;
         frame.image_ok = true;
         frame.transforms.clear();
         frame.mask = None;
-        self.frames_filled += 1;
-        self.failures_in_row = 0;
+        self.play.frames_filled += 1;
+        self.play.failures_in_row = 0;
         Ok(())
     }
 
     fn dropped_frames(&mut self) -> u64 {
-        if !self.live {
+        if !self.setup.live {
             return 0;
         }
         // Frames still queued when capture ended were not dropped by the queue, just not taken.
         let mut left = 0;
-        while self.sink.try_pull_sample(gst::ClockTime::ZERO).is_some() {
+        while self.run.sink.try_pull_sample(gst::ClockTime::ZERO).is_some() {
             left += 1;
         }
-        self.arrived.load(Ordering::Relaxed).saturating_sub(self.pulled + left)
+        self.setup.arrived.load(Ordering::Relaxed).saturating_sub(self.play.pulled + left)
     }
 }
 
 impl Drop for GstSource {
     fn drop(&mut self) {
         // Stops the streaming threads and releases the device.
-        let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = self.run.pipeline.set_state(gst::State::Null);
     }
 }
