@@ -36,6 +36,23 @@ const KEYS_PER_BLOCK: usize = 1024;
 /// Columns of the values per task in the few-queries form.
 const COLUMNS_PER_TASK: usize = 64;
 
+/// One call's inputs: q is nq × dim, k and v are nk × dim.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    q: &'a [f32],
+    nq: usize,
+    k: &'a [f32],
+    v: &'a [f32],
+    nk: usize,
+}
+
+/// One call's scratch: shared by the steps, and a slice of `per_thread_len` per thread.
+struct Scratch<'a> {
+    shared: &'a mut [f32],
+    per_thread: &'a mut [f32],
+    per_thread_len: usize,
+}
+
 /// One attention layer's weights: packed for the small side's projections, and as PyTorch has
 /// them for the folds (`W` is out × in).
 pub struct CrossAttention {
@@ -137,29 +154,21 @@ impl CrossAttention {
         assert!(shared.len() >= self.scratch_len(nq, nk), "attention scratch");
         let per_thread_len = per_thread.len() / pool.threads();
         assert!(per_thread_len >= self.thread_scratch_len(nq, nk), "attention per-thread scratch");
+        let io = Operands { q, nq, k, v, nk };
+        let scratch = Scratch { shared, per_thread, per_thread_len };
         if nq.max(nk) <= DIRECT_MAX {
-            self.direct(pool, q, nq, k, v, nk, out, shared);
+            self.direct(pool, &io, out, scratch.shared);
         } else if nq <= nk {
-            self.few_queries(pool, q, nq, k, v, nk, out, shared, per_thread, per_thread_len);
+            self.few_queries(pool, &io, out, scratch);
         } else {
-            self.many_queries(pool, q, nq, k, v, nk, out, shared, per_thread, per_thread_len);
+            self.many_queries(pool, &io, out, scratch);
         }
     }
 
     /// The plain form, for a handful of queries and keys (the tokens' self-attention), where
     /// the folds and the parallel steps would cost more than they save.
-    #[allow(clippy::too_many_arguments)]
-    fn direct(
-        &self,
-        pool: &ThreadPool,
-        q: &[f32],
-        nq: usize,
-        k: &[f32],
-        v: &[f32],
-        nk: usize,
-        out: &mut [f32],
-        shared: &mut [f32],
-    ) {
+    fn direct(&self, pool: &ThreadPool, io: &Operands, out: &mut [f32], shared: &mut [f32]) {
+        let Operands { q, nq, k, v, nk } = *io;
         let (d, c, hd) = (self.dim, self.inner, self.head_dim());
         let (qp, rest) = shared.split_at_mut(nq * c);
         let (kp, rest) = rest.split_at_mut(nk * c);
@@ -191,20 +200,9 @@ impl CrossAttention {
     }
 
     /// Few queries over many keys: scores `A · kᵀ`, softmax, `P · v`, then the small projections.
-    #[allow(clippy::too_many_arguments)]
-    fn few_queries(
-        &self,
-        pool: &ThreadPool,
-        q: &[f32],
-        nq: usize,
-        k: &[f32],
-        v: &[f32],
-        nk: usize,
-        out: &mut [f32],
-        shared: &mut [f32],
-        per_thread: &mut [f32],
-        per_thread_len: usize,
-    ) {
+    fn few_queries(&self, pool: &ThreadPool, io: &Operands, out: &mut [f32], scratch: Scratch) {
+        let Operands { q, nq, k, v, nk } = *io;
+        let Scratch { shared, per_thread, per_thread_len } = scratch;
         let (d, c, hd) = (self.dim, self.inner, self.head_dim());
         let width = self.heads * nq;
         let (qp, rest) = shared.split_at_mut(nq * c);
@@ -276,20 +274,9 @@ impl CrossAttention {
 
     /// Many queries over few keys: per block of query rows, scores `x · B + b`, softmax per head,
     /// and `P · M + b_o`, where B and M fold the keys' and values' projections.
-    #[allow(clippy::too_many_arguments)]
-    fn many_queries(
-        &self,
-        pool: &ThreadPool,
-        q: &[f32],
-        nq: usize,
-        k: &[f32],
-        v: &[f32],
-        nk: usize,
-        out: &mut [f32],
-        shared: &mut [f32],
-        per_thread: &mut [f32],
-        per_thread_len: usize,
-    ) {
+    fn many_queries(&self, pool: &ThreadPool, io: &Operands, out: &mut [f32], scratch: Scratch) {
+        let Operands { q, nq, k, v, nk } = *io;
+        let Scratch { shared, per_thread, per_thread_len } = scratch;
         let (d, c, hd) = (self.dim, self.inner, self.head_dim());
         let width = self.heads * nk;
         let (kp, rest) = shared.split_at_mut(nk * c);
