@@ -11,3 +11,4 @@ pub mod mbconv;
 pub mod mlp;
 pub mod ops;
 pub mod pool;
+pub mod upscale;

@@ -7,15 +7,16 @@ use super::attention::window_attention;
 use super::cross_attention::CrossAttention;
 use super::depthwise::{DepthwiseArgs, depthwise3x3};
 use super::gemm::{self, PackedB};
-use super::kernels::{self, SharedMut, Upscaling};
+use super::kernels::{self, SharedMut};
 use super::mbconv::{self, MbConvArgs};
 use super::mlp::{self, MlpArgs};
 use super::pool::ThreadPool;
+use super::upscale::{self, Upscaling};
 use crate::segment::ops::{AttentionWeights, Buf, Epilogue, ImageShape, Ops, WindowGeometry};
 
 /// Scratch floats per thread: the fused MBConv's three hidden rows and one depthwise row at
 /// 256 × 256 × 256 (262 144) is the largest need; the fused MLP needs 76 800 at 320 channels,
-/// window attention 66 448, the decoder's attention 65 536.
+/// window attention 66 448, the decoder's attention and its upscaling 65 536 each.
 const SCRATCH_PER_THREAD: usize = 4 * 256 * 256;
 
 pub struct CpuOps {
@@ -401,7 +402,7 @@ impl Ops for CpuOps {
         let started = self.begin();
         let ([x, v], o, pool, scratch) = self.io([x, v], out);
         let up = Upscaling { up1, gamma: norm.0, beta: norm.1, eps, up2 };
-        kernels::upscaled_logits(pool, x, side, &up, v, o, scratch);
+        upscale::upscaled_logits(pool, x, side, &up, v, o, scratch);
         self.end(OpKind::Linear, started);
     }
 }
