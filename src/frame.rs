@@ -118,39 +118,35 @@ impl PixelData {
     }
 }
 
-/// A fixed set of equally sized pixel buffers, shared by every thread that holds frames.
-/// Acquire and release are lock-free and never allocate.
-#[derive(Clone)]
-pub struct PixelPool {
-    free: Arc<ArrayQueue<PixelData>>,
-    format: PixelFormat,
-    capacity_pixels: usize,
+/// A fixed set of buffers made once, shared by every thread that holds frames: acquire and
+/// release are lock-free and never allocate. Pixels ([`PixelPool`]) and segmentation logits
+/// ([`LogitsPool`]) both live in one.
+pub struct Pool<T> {
+    free: Arc<ArrayQueue<T>>,
     buffers: usize,
 }
 
-impl PixelPool {
-    /// Allocates `buffers` buffers of `capacity_pixels` pixels each, now and never again.
-    pub fn new(format: PixelFormat, capacity_pixels: usize, buffers: usize) -> Self {
+impl<T> Clone for Pool<T> {
+    fn clone(&self) -> Self {
+        Pool { free: self.free.clone(), buffers: self.buffers }
+    }
+}
+
+impl<T> Pool<T> {
+    /// `buffers` buffers made by `make`, now and never again.
+    pub fn new(buffers: usize, mut make: impl FnMut() -> T) -> Self {
         let free = Arc::new(ArrayQueue::new(buffers.max(1)));
         for _ in 0..buffers {
             // Cannot fail: the queue was made with room for exactly this many.
-            let _ = free.push(PixelData::zeroed(format, capacity_pixels));
+            let _ = free.push(make());
         }
-        PixelPool { free, format, capacity_pixels, buffers }
+        Pool { free, buffers }
     }
 
     /// Takes a free buffer, or `None` when every buffer is in flight (the caller decides whether
     /// to wait or to drop the frame and count it).
-    pub fn try_acquire(&self) -> Option<PooledPixels> {
+    pub fn try_acquire(&self) -> Option<Pooled<T>> {
         self.free.pop().map(|data| Pooled { data: Some(data), home: self.free.clone() })
-    }
-
-    pub fn format(&self) -> PixelFormat {
-        self.format
-    }
-
-    pub fn capacity_pixels(&self) -> usize {
-        self.capacity_pixels
     }
 
     /// Total number of buffers the pool owns.
@@ -164,12 +160,51 @@ impl PixelPool {
     }
 }
 
+/// Equally sized pixel buffers of one format.
+#[derive(Clone)]
+pub struct PixelPool {
+    pool: Pool<PixelData>,
+    format: PixelFormat,
+    capacity_pixels: usize,
+}
+
+impl PixelPool {
+    /// Allocates `buffers` buffers of `capacity_pixels` pixels each, now and never again.
+    pub fn new(format: PixelFormat, capacity_pixels: usize, buffers: usize) -> Self {
+        let pool = Pool::new(buffers, || PixelData::zeroed(format, capacity_pixels));
+        PixelPool { pool, format, capacity_pixels }
+    }
+
+    /// See [`Pool::try_acquire`].
+    pub fn try_acquire(&self) -> Option<PooledPixels> {
+        self.pool.try_acquire()
+    }
+
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+
+    pub fn capacity_pixels(&self) -> usize {
+        self.capacity_pixels
+    }
+
+    /// Total number of buffers the pool owns.
+    pub fn buffers(&self) -> usize {
+        self.pool.buffers()
+    }
+
+    /// Buffers currently free.
+    pub fn available(&self) -> usize {
+        self.pool.available()
+    }
+}
+
 impl fmt::Debug for PixelPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PixelPool")
             .field("format", &self.format)
             .field("capacity_pixels", &self.capacity_pixels)
-            .field("buffers", &self.buffers)
+            .field("buffers", &self.buffers())
             .field("available", &self.available())
             .finish()
     }
@@ -219,26 +254,12 @@ impl fmt::Debug for PooledLogits {
     }
 }
 
-/// A fixed set of f32 buffers for per-frame segmentation logits.
-#[derive(Clone)]
-pub struct LogitsPool {
-    free: Arc<ArrayQueue<Vec<f32>>>,
-}
+/// f32 buffers for per-frame segmentation logits.
+pub type LogitsPool = Pool<Vec<f32>>;
 
-impl LogitsPool {
-    /// Allocates `buffers` buffers of `len` values each, now and never again.
-    pub fn new(len: usize, buffers: usize) -> Self {
-        let free = Arc::new(ArrayQueue::new(buffers.max(1)));
-        for _ in 0..buffers {
-            let _ = free.push(vec![0.0; len]);
-        }
-        LogitsPool { free }
-    }
-
-    /// A free buffer, or `None` when every buffer is in flight.
-    pub fn try_acquire(&self) -> Option<PooledLogits> {
-        self.free.pop().map(|data| Pooled { data: Some(data), home: self.free.clone() })
-    }
+/// A pool of `buffers` logits buffers of `len` values each.
+pub fn logits_pool(len: usize, buffers: usize) -> LogitsPool {
+    Pool::new(buffers, || vec![0.0; len])
 }
 
 /// A 2D grey image whose pixels live in a pooled buffer that may be larger than the image.

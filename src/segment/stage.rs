@@ -19,7 +19,7 @@ use super::postprocess::{logits_to_frame, mask_bounding_box};
 use super::preprocess::Preprocessor;
 use super::settings::{EngineChoice, ModelChoice, SegmentSettings};
 use super::tracker::{FramePrompt, MaskQuality, Tracker, TrackerSettings};
-use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo};
+use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo, logits_pool};
 use crate::model::{LITEMEDSAM, Manifest, STUDENT, StudentManifest, Weights, locate_model_dir};
 use crate::pipeline::latest::Latest;
 use crate::pipeline::registry::{BuildContext, StageKind};
@@ -166,7 +166,7 @@ impl SegmentStage {
             track: settings.track,
             tracker_settings,
             masks: PixelPool::new(PixelFormat::Gray8, pixels, buffers),
-            logits: LogitsPool::new(pixels, buffers),
+            logits: logits_pool(pixels, buffers),
         };
         Ok(SegmentStage {
             segmenter: Some(Box::new(segmenter)),
