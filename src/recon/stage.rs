@@ -306,6 +306,7 @@ fn publish_fields(
     to_reference: Matrix4,
     structure: [bool; 256],
 ) {
+    lower_this_threads_priority();
     while let Ok((labels, version)) = from_stage.recv() {
         if let Ok(field) = VolumeField::from_labels(&labels, dims, to_reference, |l| structure[l as usize], version) {
             slot.put(Arc::new(field));
@@ -376,6 +377,20 @@ impl Stage for ReconstructStage {
             if let Some(w) = p.worker.take() {
                 let _ = w.join();
             }
+        }
+    }
+}
+
+/// Background work yields to the frame path: a distance field published a frame later costs
+/// nothing, a segmentation delayed on the same cores misses its deadline. (Linux gives each
+/// thread its own nice value; elsewhere this does nothing.)
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its arguments; `who = 0` is the calling thread on Linux.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        if rc != 0 {
+            tracing::debug!("recon-publish: could not lower its priority: {}", std::io::Error::last_os_error());
         }
     }
 }
