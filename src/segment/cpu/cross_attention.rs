@@ -406,19 +406,10 @@ mod tests {
 
     fn check(nq: usize, nk: usize) {
         let (d, c, heads) = (32, 16, 4);
-        let (wq, bq, wk, bk) = (values(c * d, 1, 0.6), values(c, 2, 0.2), values(c * d, 3, 0.6), values(c, 4, 0.2));
-        let (wv, bv, wo, bo) = (values(c * d, 5, 0.6), values(c, 6, 0.2), values(d * c, 7, 0.6), values(d, 8, 0.2));
-        let w = AttentionWeights {
-            q: (&wq, &bq),
-            k: (&wk, &bk),
-            v: (&wv, &bv),
-            out: (&wo, &bo),
-            dim: d,
-            inner: c,
-            heads,
-            max_queries: nq,
-            max_keys: nk,
-        };
+        let sizes = [c * d, c, c * d, c, c * d, c, d * c, d];
+        let tensors: Vec<Vec<f32>> =
+            sizes.iter().enumerate().map(|(i, &n)| values(n, i + 1, if i % 2 == 0 { 0.6 } else { 0.2 })).collect();
+        let w = weights_of(&tensors, (d, c, heads), nq, nk);
         let layer = CrossAttention::new(&w);
         let (q, k, v) = (values(nq * d, 9, 2.0), values(nk * d, 10, 2.0), values(nk * d, 11, 2.0));
         let pool = ThreadPool::new(2).unwrap();
@@ -469,20 +460,10 @@ mod speed {
         let (d, c, heads) = (256, 128, 8);
         // Small values, as in the model: large scores would underflow to denormals, which are slow.
         let m = |n: usize| (0..n).map(|i| (((i * 7919) % 1013) as f32 / 1013.0 - 0.5) * 0.1).collect::<Vec<f32>>();
-        let (wq, wk, wv, wo, b, bo) = (m(c * d), m(c * d), m(c * d), m(d * c), m(c), m(d));
+        let tensors: Vec<Vec<f32>> = [c * d, c, c * d, c, c * d, c, d * c, d].iter().map(|&n| m(n)).collect();
         let pool = ThreadPool::new(2).unwrap();
         for (nq, nk) in [(7usize, 4096usize), (4096, 7), (2, 4096)] {
-            let w = AttentionWeights {
-                q: (&wq, &b),
-                k: (&wk, &b),
-                v: (&wv, &b),
-                out: (&wo, &bo),
-                dim: d,
-                inner: c,
-                heads,
-                max_queries: nq,
-                max_keys: nk,
-            };
+            let w = weights_of(&tensors, (d, c, heads), nq, nk);
             let layer = CrossAttention::new(&w);
             let (q, k) = (m(nq * d), m(nk * d));
             let mut out = vec![0.0; nq * d];
@@ -497,5 +478,26 @@ mod speed {
             let flops = 4.0 * (nq.max(nk) * d * heads * nq.min(nk)) as f64;
             eprintln!("{nq} queries x {nk} keys: {:.2} ms, {:.0} GFLOP/s", best * 1e3, flops / best / 1e9);
         }
+    }
+}
+
+/// Test weights from eight tensors: q, k, v and out, each weight then bias; (dim, inner, heads).
+#[cfg(test)]
+fn weights_of(
+    t: &[Vec<f32>],
+    (dim, inner, heads): (usize, usize, usize),
+    nq: usize,
+    nk: usize,
+) -> AttentionWeights<'_> {
+    AttentionWeights {
+        q: (&t[0], &t[1]),
+        k: (&t[2], &t[3]),
+        v: (&t[4], &t[5]),
+        out: (&t[6], &t[7]),
+        dim,
+        inner,
+        heads,
+        max_queries: nq,
+        max_keys: nk,
     }
 }
