@@ -170,31 +170,33 @@ fn read_transforms(r: &Reader, defs: roxmltree::Node) -> Result<Vec<NamedTransfo
     Ok(out)
 }
 
+/// The `VolumeReconstruction` attributes read here; any other is refused by name.
+pub const RECONSTRUCTION_ATTRIBUTES: [&str; 22] = [
+    "ReferenceCoordinateFrame",
+    "ImageCoordinateFrame",
+    "OutputSpacing",
+    "OutputOrigin",
+    "OutputExtent",
+    "ClipRectangleOrigin",
+    "ClipRectangleSize",
+    "FanAngles",
+    "FanAnglesDeg",
+    "FanOrigin",
+    "FanOriginPixel",
+    "FanDepth",
+    "FanRadiusStartPixel",
+    "FanRadiusStopPixel",
+    "Interpolation",
+    "Optimization",
+    "CompoundingMode",
+    "Compounding",
+    "Calculation",
+    "NumberOfThreads",
+    "FillHoles",
+    "EnableFanAnglesAutoDetect",
+];
+
 fn read_reconstruction(r: &Reader, e: roxmltree::Node) -> Result<ReconSettings, PlusConfigError> {
-    const KNOWN: [&str; 22] = [
-        "ReferenceCoordinateFrame",
-        "ImageCoordinateFrame",
-        "OutputSpacing",
-        "OutputOrigin",
-        "OutputExtent",
-        "ClipRectangleOrigin",
-        "ClipRectangleSize",
-        "FanAngles",
-        "FanAnglesDeg",
-        "FanOrigin",
-        "FanOriginPixel",
-        "FanDepth",
-        "FanRadiusStartPixel",
-        "FanRadiusStopPixel",
-        "Interpolation",
-        "Optimization",
-        "CompoundingMode",
-        "Compounding",
-        "Calculation",
-        "NumberOfThreads",
-        "FillHoles",
-        "EnableFanAnglesAutoDetect",
-    ];
     for a in e.attributes() {
         let name = a.name();
         let refused = NOT_IMPLEMENTED.contains(&name)
@@ -202,7 +204,7 @@ fn read_reconstruction(r: &Reader, e: roxmltree::Node) -> Result<ReconSettings, 
         if refused {
             return Err(r.attr_error(e, name, "is not implemented by sonoflow; remove it"));
         }
-        if !KNOWN.contains(&name) {
+        if !RECONSTRUCTION_ATTRIBUTES.contains(&name) {
             return Err(r.attr_error(e, name, "is not a VolumeReconstruction setting sonoflow knows"));
         }
     }

@@ -1,6 +1,7 @@
 //! PLUS configuration XML: transforms, `VolumeReconstruction` attributes, hole-filling elements.
 
 use super::*;
+use sonoflow::recon::plus_config::RECONSTRUCTION_ATTRIBUTES;
 
 pub const PLUS_WORDS: &[&str] = &[
     "PlusConfiguration",
@@ -45,33 +46,11 @@ pub const PLUS_WORDS: &[&str] = &[
     "NumberOfSticksToUse",
 ];
 
-const RECON_ATTRIBUTES: &[&str] = &[
-    "ReferenceCoordinateFrame",
-    "ImageCoordinateFrame",
-    "OutputSpacing",
-    "OutputOrigin",
-    "OutputExtent",
-    "ClipRectangleOrigin",
-    "ClipRectangleSize",
-    "FanAngles",
-    "FanAnglesDeg",
-    "FanOrigin",
-    "FanOriginPixel",
-    "FanDepth",
-    "FanRadiusStartPixel",
-    "FanRadiusStopPixel",
-    "Interpolation",
-    "Optimization",
-    "CompoundingMode",
-    "Compounding",
-    "Calculation",
-    "NumberOfThreads",
-    "FillHoles",
-    "EnableFanAnglesAutoDetect",
-    "PixelRejectionThreshold",
-    "SkipInterval",
-    "Unknown",
-];
+/// The attributes the reader knows, and some it must refuse by name.
+fn recon_attributes() -> Vec<&'static str> {
+    let unknown = ["PixelRejectionThreshold", "SkipInterval", "Unknown"];
+    RECONSTRUCTION_ATTRIBUTES.iter().copied().chain(unknown).collect()
+}
 
 const CHOICES: &[&str] = &[
     "NEAREST_NEIGHBOR",
@@ -126,7 +105,7 @@ pub fn plus_config() -> impl Strategy<Value = Vec<u8>> {
     );
     let recon = (
         prop::option::weighted(0.9, numbers(3..4)),
-        vec((select(RECON_ATTRIBUTES).prop_map(str::to_string), attribute_value()), 0..10),
+        vec((select(recon_attributes()).prop_map(str::to_string), attribute_value()), 0..10),
     );
     let hole = (
         select(&["STICK", "NEAREST_NEIGHBOR", "stick", "GAUSSIAN", ""][..]),
