@@ -142,30 +142,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-/// Spans of number-like text: a digit run with signs, dots and exponents around it.
-fn number_spans(data: &[u8]) -> Vec<(usize, usize)> {
-    let is_part = |b: u8| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E');
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while i < data.len() {
-        if is_part(data[i]) {
-            let start = i;
-            while i < data.len() && is_part(data[i]) {
-                i += 1;
-            }
-            if data[start..i].iter().any(u8::is_ascii_digit) {
-                spans.push((start, i));
-            }
-        } else {
-            i += 1;
-        }
-    }
-    spans
-}
-
-/// Spans of identifier-like text.
-fn word_spans(data: &[u8]) -> Vec<(usize, usize)> {
-    let is_part = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+/// Maximal runs of bytes for which `is_part` holds, as (start, end).
+fn runs(data: &[u8], is_part: impl Fn(u8) -> bool) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
     let mut i = 0;
     while i < data.len() {
@@ -180,6 +158,17 @@ fn word_spans(data: &[u8]) -> Vec<(usize, usize)> {
         }
     }
     spans
+}
+
+/// Spans of number-like text: a digit run with signs, dots and exponents around it.
+fn number_spans(data: &[u8]) -> Vec<(usize, usize)> {
+    let is_part = |b: u8| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E');
+    runs(data, is_part).into_iter().filter(|&(s, e)| data[s..e].iter().any(u8::is_ascii_digit)).collect()
+}
+
+/// Spans of identifier-like text.
+fn word_spans(data: &[u8]) -> Vec<(usize, usize)> {
+    runs(data, |b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn word(words: &[&'static str], pick: &Index) -> &'static str {
