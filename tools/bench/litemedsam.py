@@ -104,14 +104,7 @@ def export_onnx(model, torch):
             self.mask_decoder = m.mask_decoder
 
         def forward(self, image_embeddings, boxes):
-            sparse, dense = self.prompt_encoder(points=None, boxes=boxes, masks=None)
-            return self.mask_decoder(
-                image_embeddings=image_embeddings,
-                image_pe=self.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
+            return lmsref.decode_batch(self, image_embeddings, boxes, None)
 
     log(f"exporting ONNX (opset {OPSET}) to {CACHE}")
     stamp.unlink(missing_ok=True)
