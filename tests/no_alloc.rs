@@ -349,3 +349,25 @@ fn gstreamer_capture_allocates_nothing_per_frame() {
     let mut source = GstSource::open(options).unwrap();
     assert_eq!(source_allocations(&mut source, 100), 0);
 }
+
+#[test]
+fn segment_stage_allocates_nothing_after_warm_up() {
+    use sonoflow::segment::settings::{ModelChoice, SegmentSettings};
+    use sonoflow::segment::stage::{PromptInbox, SegmentStage};
+
+    let _serial = one_at_a_time();
+    if common::model_weights().is_none() {
+        return;
+    }
+    // The student keeps this quick; the stage's own work (pre- and post-processing, tracking,
+    // the mask and the segmentation attachment) is the same for either encoder.
+    let settings =
+        SegmentSettings { model: ModelChoice::Student, bbox: Some([40.0, 60.0, 150.0, 160.0]), ..Default::default() };
+    let spec = sonoflow::capture::simulator::SimulationSpec::default();
+    let mut stage = SegmentStage::new(&settings, spec.width_px, spec.height_px, 4, PromptInbox::default()).unwrap();
+    let frames = WARM_UP_FRAMES as usize + 10;
+    let inside = allocations_in_process(&mut stage, frames, &mut |_| {});
+    assert_eq!(inside, 0, "allocations inside the segment stage's process");
+    let report = stage.report().expect("the stage segmented");
+    assert_eq!(report["frames_segmented"], frames, "every frame segmented, the measured ones included");
+}

@@ -4,11 +4,12 @@
 mod common;
 
 use sonoflow::capture::simulator::{SimulationSpec, Simulator, label_box};
-use sonoflow::frame::{Frame, PixelData, PixelFormat, PixelPool, PromptSource};
+use sonoflow::frame::{Frame, PixelData, PixelFormat, PixelPool};
 use sonoflow::pipeline::Stage;
 use sonoflow::segment::settings::SegmentSettings;
 use sonoflow::segment::stage::{PromptInbox, SegmentStage};
 use sonoflow::segment::tracker::FramePrompt;
+use sonoflow::segment::{PromptSource, Segmentation};
 
 const LESION: u8 = 1;
 
@@ -48,11 +49,12 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
     let mut sources = Vec::new();
     for (frame, truth) in frames {
         let f = stage.process(frame).unwrap().expect("the frame is passed on");
-        let info = f.segmentation.expect("segmentation info");
+        let segmentation = f.attachments.get::<Segmentation>().expect("the segmentation attached");
+        let (info, logits) = (segmentation.info, segmentation.logits());
+        assert_eq!(logits.len(), w * h);
         let PixelData::Gray8(mask) = f.mask.as_ref().expect("a mask").data() else { panic!("gray8 mask") };
-        let logits = f.logits.as_ref().expect("logits").data();
         // Mask and logits agree: the mask is where the logits are positive.
-        assert!(mask[..w * h].iter().zip(&logits[..w * h]).all(|(m, l)| (*m == 1) == (*l > 0.0)));
+        assert!(mask[..w * h].iter().zip(logits).all(|(m, l)| (*m == 1) == (*l > 0.0)));
         let d = dice(&mask[..w * h], &truth);
         eprintln!("frame {}: IoU {:.3}, dice vs truth {d:.3}, {:?}", f.seq, info.predicted_iou, info.prompt_source);
         assert!(d > 0.6, "frame {}: dice {d:.3} with the simulator's lesion", f.seq);
@@ -70,7 +72,7 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
     assert!(!labels.contains(&LESION), "frame 36 is past the lesion");
     (f.image.width, f.image.height, f.seq) = (w, h, 36);
     let f = stage.process(f).unwrap().unwrap();
-    let info = f.segmentation.unwrap();
+    let info = f.attachments.get::<Segmentation>().unwrap().info;
     eprintln!("frame 36: IoU {:.3}, stability {:.3}, flagged {}", info.predicted_iou, info.stability, info.flagged);
     assert!(info.flagged, "{info:?}");
     assert_eq!(f.mask_confidence, Some(0.0));
@@ -83,7 +85,7 @@ fn segments_the_lesion_and_tracks_it_across_frames() {
     let PixelData::Gray8(px) = f.image.pixels.data_mut() else { unreachable!() };
     sim.render(21, px, &mut labels).unwrap();
     (f.image.width, f.image.height) = (w, h);
-    let info = stage.process(f).unwrap().unwrap().segmentation.unwrap();
+    let info = stage.process(f).unwrap().unwrap().attachments.get::<Segmentation>().unwrap().info;
     assert_eq!((info.prompt_source, info.prompt_box), (PromptSource::Given, Some([10.0, 10.0, 60.0, 60.0])));
 }
 
@@ -93,7 +95,7 @@ fn without_a_prompt_frames_pass_untouched_and_no_model_is_loaded() {
     let mut stage = SegmentStage::new(&settings, 8, 8, 2, PromptInbox::default()).unwrap();
     let pool = PixelPool::new(PixelFormat::Gray8, 64, 1);
     let out = stage.process(Frame::new(pool.try_acquire().unwrap())).unwrap();
-    assert!(out.unwrap().segmentation.is_none());
+    assert!(out.unwrap().attachments.is_empty());
 }
 
 #[test]
@@ -128,7 +130,7 @@ fn the_configured_prompt_waits_for_its_frame() {
         sim.render(i, px, &mut labels).unwrap();
         (f.image.width, f.image.height, f.seq) = (w, h, i as u64);
         let out = stage.process(f).unwrap();
-        sources.push(out.unwrap().segmentation.map(|s| s.prompt_source));
+        sources.push(out.unwrap().attachments.get::<Segmentation>().map(|s| s.info.prompt_source));
     }
     assert_eq!(sources, [None, Some(PromptSource::Given)]);
 }

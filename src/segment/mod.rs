@@ -5,6 +5,7 @@
 //! 256, min-max normalise, pad) → image encoder → prompt encoder + mask decoder → post-processing
 //! (crop the padding, resize the logits back to the frame, threshold).
 
+pub mod attachment;
 pub mod cpu;
 pub mod graph;
 pub mod letterbox;
@@ -16,6 +17,7 @@ pub mod settings;
 pub mod stage;
 pub mod tracker;
 
+pub use attachment::{Engine, PromptSource, Segmentation, SegmentationInfo};
 pub use letterbox::Letterbox;
 pub use postprocess::{PostprocessError, logits_to_frame, mask_bounding_box};
 pub use preprocess::{PreprocessError, Preprocessor};

@@ -1,8 +1,9 @@
 //! Segment stage: LiteMedSAM on every frame, from a box or point prompt, tracking the target.
 //!
-//! Input: a Gray8 frame. Output: the frame with `logits` (frame size, > 0 is target), `mask`
-//! (label 1 = target), `mask_confidence` (the model's predicted IoU) and `segmentation` (the
-//! prompt used and where it came from, the engine, whether the mask was flagged). Config:
+//! Input: a Gray8 frame. Output: the frame with its `mask` (label 1 = target) and
+//! `mask_confidence` (the model's predicted IoU, 0 when flagged), and a [`Segmentation`]
+//! attachment: the logits at frame size (> 0 is target), the prompt used and where it came from,
+//! the engine, whether the mask was flagged. Config:
 //! `[segment]` ([`SegmentSettings`]). Without a prompt the stage passes frames on untouched and
 //! never loads the model. Latency budget: 40 ms on the CPU engine is the goal (it is slower
 //! today: see the benchmark in `tools/bench`); the CUDA engine is not built yet.
@@ -11,6 +12,7 @@
 
 use std::path::PathBuf;
 
+use super::attachment::{Engine, Segmentation, SegmentationInfo, segmentation_pool};
 use super::cpu::ops::CpuOps;
 use super::graph::prompt::{Point, Prompt};
 use super::letterbox::Letterbox;
@@ -19,7 +21,7 @@ use super::postprocess::{logits_to_frame, mask_bounding_box};
 use super::preprocess::Preprocessor;
 use super::settings::{EngineChoice, ModelChoice, SegmentSettings};
 use super::tracker::{FramePrompt, MaskQuality, Tracker, TrackerSettings};
-use crate::frame::{Frame, LogitsPool, PixelData, PixelFormat, PixelPool, SegmentationInfo, logits_pool};
+use crate::frame::{AttachmentPool, Frame, PixelData, PixelFormat, PixelPool};
 use crate::model::{LITEMEDSAM, Manifest, STUDENT, StudentManifest, Weights, locate_model_dir};
 use crate::pipeline::latest::Latest;
 use crate::pipeline::registry::{BuildContext, StageKind};
@@ -38,7 +40,7 @@ struct Segmenter {
     track: bool,
     tracker_settings: TrackerSettings,
     masks: PixelPool,
-    logits: LogitsPool,
+    segmentations: AttachmentPool<Segmentation>,
 }
 
 /// What the stage did, for the run report.
@@ -46,7 +48,7 @@ struct Segmenter {
 pub struct SegmentReport {
     /// The image encoder: "litemedsam" or "student".
     pub model: &'static str,
-    pub engine: &'static str,
+    pub engine: Engine,
     /// Frames the model ran on.
     pub frames_segmented: u64,
     /// Of those, frames whose mask was not trusted (IoU or stability under its floor).
@@ -147,7 +149,7 @@ impl SegmentStage {
         buffers: usize,
         inbox: PromptInbox,
     ) -> Result<Self, StageError> {
-        let report = SegmentReport { model: settings.model.name(), engine: "cpu", ..Default::default() };
+        let report = SegmentReport { model: settings.model.name(), engine: Engine::Cpu, ..Default::default() };
         let Some(initial) = initial_prompt(settings) else {
             return Ok(SegmentStage { segmenter: None, report, inbox, scheduled: None });
         };
@@ -166,7 +168,7 @@ impl SegmentStage {
             track: settings.track,
             tracker_settings,
             masks: PixelPool::new(PixelFormat::Gray8, pixels, buffers),
-            logits: logits_pool(pixels, buffers),
+            segmentations: segmentation_pool(pixels, buffers),
         };
         Ok(SegmentStage {
             segmenter: Some(Box::new(segmenter)),
@@ -214,14 +216,14 @@ impl Stage for SegmentStage {
         let letterbox = s.pre.run(pixels, w, h, &mut s.plane).map_err(|e| bad(e.to_string()))?;
         s.model.encode(&s.plane);
         let iou = s.model.decode(&model_prompt(&prompt, &letterbox), &mut s.low_res);
-        let (Some(mut mask), Some(mut logits)) = (s.masks.try_acquire(), s.logits.try_acquire()) else {
+        let (Some(mut mask), Some(mut segmentation)) = (s.masks.try_acquire(), s.segmentations.try_acquire()) else {
             return Err(StageError::Failed("every mask buffer is in flight; raise pipeline.pool_frames".into()));
         };
         let PixelData::Gray8(mask_pixels) = mask.data_mut() else { unreachable!("the mask pool is Gray8") };
-        logits_to_frame(&s.low_res, &letterbox, &mut logits.data_mut()[..w * h], &mut mask_pixels[..w * h])
-            .map_err(|e| bad(e.to_string()))?;
+        let logits = segmentation.logits_mut(w * h);
+        logits_to_frame(&s.low_res, &letterbox, logits, &mut mask_pixels[..w * h]).map_err(|e| bad(e.to_string()))?;
         let mask_box = mask_bounding_box(&mask_pixels[..w * h], w, h).map_err(|e| bad(e.to_string()))?;
-        let quality = MaskQuality { predicted_iou: iou, stability: MaskQuality::stability_of(&logits.data()[..w * h]) };
+        let quality = MaskQuality { predicted_iou: iou, stability: MaskQuality::stability_of(logits) };
         let flagged = if s.track {
             s.tracker.update(mask_box, quality, w, h).flagged
         } else {
@@ -232,19 +234,19 @@ impl Stage for SegmentStage {
         r.frames_flagged += u64::from(flagged);
         r.predicted_iou_mean += (f64::from(iou) - r.predicted_iou_mean) / r.frames_segmented as f64;
         r.predicted_iou_min = Some(r.predicted_iou_min.map_or(iou, |m| m.min(iou)));
-        input.mask = Some(mask);
-        input.logits = Some(logits);
-        // A flagged mask is not to be acted on: zero confidence (the haptics stage holds its
-        // device safe under its confidence floor).
-        input.mask_confidence = Some(if flagged { 0.0 } else { iou });
-        input.segmentation = Some(SegmentationInfo {
+        segmentation.info = SegmentationInfo {
             predicted_iou: iou,
             stability: quality.stability,
             prompt_box: prompt.bbox,
             prompt_source: source,
             flagged,
-            engine: "cpu",
-        });
+            engine: Engine::Cpu,
+        };
+        input.attachments.insert(segmentation).map_err(|e| StageError::caused("cannot attach the segmentation", e))?;
+        input.mask = Some(mask);
+        // A flagged mask is not to be acted on: zero confidence (the haptics stage holds its
+        // device safe under its confidence floor).
+        input.mask_confidence = Some(if flagged { 0.0 } else { iou });
         Ok(Some(input))
     }
 

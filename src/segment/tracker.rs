@@ -6,7 +6,7 @@
 //!
 //! Coordinates are frame pixels. Pure and allocation-free: the stage calls it once per frame.
 
-use crate::frame::PromptSource;
+use super::attachment::PromptSource;
 
 /// A prompt in frame pixels: a box and up to two clicks (positive/negative).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -1,5 +1,7 @@
 //! The unit of data that flows through the pipeline: one 2D ultrasound image with its timing,
-//! tracker transforms and per-stage stamps.
+//! tracker transforms, per-stage stamps, and the label mask with its confidence that several
+//! stages read (reconstruction, haptics, recording). Data only its own stage and its readers know
+//! travels as typed [`Attachments`].
 //!
 //! Pixel memory comes from a [`PixelPool`] sized once at start-up; a [`PooledPixels`] returns its
 //! buffer to the pool when dropped, so a dropped frame (a queue overflow, a skipped frame) frees
@@ -10,6 +12,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
+
+mod attachments;
+pub use attachments::{Attachment, AttachmentPool, Attachments, MAX_ATTACHMENTS, TooManyAttachments};
 
 /// How many named transforms one frame can carry (PLUS files seen in practice carry 3–6).
 pub const MAX_TRANSFORMS: usize = 16;
@@ -119,8 +124,8 @@ impl PixelData {
 }
 
 /// A fixed set of buffers made once, shared by every thread that holds frames: acquire and
-/// release are lock-free and never allocate. Pixels ([`PixelPool`]) and segmentation logits
-/// ([`LogitsPool`]) both live in one.
+/// release are lock-free and never allocate. Pixels ([`PixelPool`]) and the stages' per-frame data
+/// ([`AttachmentPool`]) both live in one.
 pub struct Pool<T> {
     free: Arc<ArrayQueue<T>>,
     buffers: usize,
@@ -219,9 +224,6 @@ pub struct Pooled<T> {
 /// A pixel buffer on loan from a [`PixelPool`].
 pub type PooledPixels = Pooled<PixelData>;
 
-/// A buffer of f32 values (segmentation logits) on loan from a [`LogitsPool`].
-pub type PooledLogits = Pooled<Vec<f32>>;
-
 impl<T> Pooled<T> {
     pub fn data(&self) -> &T {
         // Only `drop` takes the data out.
@@ -246,20 +248,6 @@ impl fmt::Debug for PooledPixels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PooledPixels({} x {})", self.data().len(), self.data().format())
     }
-}
-
-impl fmt::Debug for PooledLogits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PooledLogits({})", self.data().len())
-    }
-}
-
-/// f32 buffers for per-frame segmentation logits.
-pub type LogitsPool = Pool<Vec<f32>>;
-
-/// A pool of `buffers` logits buffers of `len` values each.
-pub fn logits_pool(len: usize, buffers: usize) -> LogitsPool {
-    Pool::new(buffers, || vec![0.0; len])
 }
 
 /// A 2D grey image whose pixels live in a pooled buffer that may be larger than the image.
@@ -387,35 +375,6 @@ impl PartialEq for TransformSet {
     }
 }
 
-/// Where a frame's segmentation prompt came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PromptSource {
-    /// Set by the user (config, command line, or a navigation console).
-    Given,
-    /// The previous frame's mask, grown by the tracking margin.
-    Tracked,
-    /// The last good prompt, held because the previous frame's predicted IoU was under the floor.
-    Held,
-}
-
-/// What the segment stage did on a frame.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SegmentationInfo {
-    /// The model's own estimate of its mask's IoU.
-    pub predicted_iou: f32,
-    /// SAM's stability score: IoU of the masks at logit thresholds +1 and −1.
-    pub stability: f32,
-    /// The box prompt used, in frame pixels `[x0, y0, x1, y1]` (None: points only).
-    pub prompt_box: Option<[f32; 4]>,
-    pub prompt_source: PromptSource,
-    /// True when the predicted IoU fell under the floor: the mask is not trusted and the tracker
-    /// holds its last good prompt.
-    pub flagged: bool,
-    /// "cpu" or "cuda".
-    pub engine: &'static str,
-}
-
 /// Start and end of one stage's work on a frame, in ns of the pipeline clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StageStamp {
@@ -469,10 +428,8 @@ pub struct Frame {
     /// How far the mask can be trusted (0–1; the segmentation's predicted IoU); None when it is
     /// not rated (ground truth, or no segmentation stage).
     pub mask_confidence: Option<f32>,
-    /// Segmentation logits at frame size (> 0: target), from the segment stage.
-    pub logits: Option<PooledLogits>,
-    /// How the segment stage got this frame's mask.
-    pub segmentation: Option<SegmentationInfo>,
+    /// Data of the stages' own types (the segment stage's logits and prompt, ...).
+    pub attachments: Attachments,
     pub stamps: StageStamps,
 }
 
@@ -488,8 +445,7 @@ impl Frame {
             transforms: TransformSet::default(),
             mask: None,
             mask_confidence: None,
-            logits: None,
-            segmentation: None,
+            attachments: Attachments::default(),
             stamps: StageStamps::default(),
         }
     }
