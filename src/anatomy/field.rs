@@ -9,7 +9,7 @@
 //!   sheet: a tip beyond it is not known to be "inside").
 
 use crate::frame::Matrix4;
-use crate::geometry::{Vec3, add, affine_inverse, apply, cross, dot, norm, normalize, scale, sub};
+use crate::geometry::{Vec3, affine_inverse, apply, to_na};
 
 use super::edt;
 
@@ -57,7 +57,9 @@ impl VolumeField {
             return Err(FieldError::Size { dims, got: labels.len() });
         }
         let reference_to_voxel = affine_inverse(&voxel_to_reference).ok_or(FieldError::Singular)?;
-        let spacing = [0, 1, 2].map(|c| norm([0, 1, 2].map(|r| voxel_to_reference[r * 4 + c])));
+        // Each voxel axis's length in mm: the norms of the linear part's columns.
+        let linear = to_na(&voxel_to_reference).fixed_view::<3, 3>(0, 0).into_owned();
+        let spacing = [0, 1, 2].map(|c| linear.column(c).norm());
         let mut scratch = edt::Scratch::new(dims.into_iter().max().unwrap_or(0));
         let (mut outside, mut inside) = (vec![0.0; n], vec![0.0; n]);
         edt::squared_distances(dims, spacing, |i| is_structure(labels[i]), &mut outside, &mut scratch);
@@ -95,29 +97,28 @@ impl VolumeField {
         let d_dx = lerp(lerp(dx(e00), dx(e10), t[1]), lerp(dx(e01), dx(e11), t[1]), t[2]);
         let d_dy = lerp(x(e10) - x(e00), x(e11) - x(e01), t[2]);
         let d_dz = y1 - y0;
-        (value, [d_dx, d_dy, d_dz])
+        (value, Vec3::new(d_dx, d_dy, d_dz))
     }
 
     /// Distance and direction at `tip` (Reference mm). Outside the grid the distance is bounded
     /// from below (structures lie inside the grid), so the fixture errs towards pushing.
     pub fn sample(&self, tip: Vec3) -> FieldSample {
         let p = apply(&self.reference_to_voxel, tip);
-        let clamped = [0, 1, 2].map(|k| p[k].clamp(0.0, (self.dims[k].max(1) - 1) as f64));
+        let clamped = Vec3::from_fn(|k, _| p[k].clamp(0.0, (self.dims[k].max(1) - 1) as f64));
         let (value, grad_voxel) = self.trilinear(clamped);
         // Gradients transform with the inverse transpose of the voxel→Reference linear part.
-        let m = &self.reference_to_voxel;
-        let grad = [0, 1, 2].map(|c| (0..3).map(|r| m[r * 4 + c] * grad_voxel[r]).sum::<f64>());
+        let grad = to_na(&self.reference_to_voxel).fixed_view::<3, 3>(0, 0).tr_mul(&grad_voxel);
         let at_grid = apply(&self.voxel_to_reference, clamped);
-        let outside = sub(tip, at_grid);
-        let gap = norm(outside);
+        let outside = tip - at_grid;
+        let gap = outside.norm();
         if gap > 1e-9 && gap >= value - gap {
-            return FieldSample { distance_mm: gap, direction: scale(outside, 1.0 / gap) };
+            return FieldSample { distance_mm: gap, direction: outside * (1.0 / gap) };
         }
         let distance_mm = if gap > 1e-9 { value - gap } else { value };
-        let g = norm(grad);
+        let g = grad.norm();
         // On a flat stretch of the field (rare: the middle of a structure) any direction is as
         // good as another; report "up" rather than NaN.
-        let direction = if g > 1e-12 { scale(grad, 1.0 / g) } else { [0.0, 0.0, 1.0] };
+        let direction = if g > 1e-12 { grad * (1.0 / g) } else { Vec3::z() };
         FieldSample { distance_mm, direction }
     }
 }
@@ -134,12 +135,8 @@ pub struct PlaneGeometry {
 impl PlaneGeometry {
     /// From the `ImageToReference` transform (pixel (column, row, 0) → mm).
     pub fn from_image_to_reference(m: &Matrix4) -> Self {
-        let origin = apply(m, [0.0; 3]);
-        PlaneGeometry {
-            origin,
-            column: sub(apply(m, [1.0, 0.0, 0.0]), origin),
-            row: sub(apply(m, [0.0, 1.0, 0.0]), origin),
-        }
+        let origin = apply(m, Vec3::zeros());
+        PlaneGeometry { origin, column: apply(m, Vec3::x()) - origin, row: apply(m, Vec3::y()) - origin }
     }
 }
 
@@ -154,11 +151,12 @@ pub fn nearest_in_plane(
     is_structure: impl Fn(u8) -> bool,
     tip: Vec3,
 ) -> Option<FieldSample> {
-    let to_tip = sub(tip, plane.origin);
+    let to_tip = tip - plane.origin;
     // Squared distance from the tip to pixel (c, r): |to_tip − c·column − r·row|², expanded so
     // the inner loop is a few multiply-adds.
-    let (cc, rr, cr) = (dot(plane.column, plane.column), dot(plane.row, plane.row), dot(plane.column, plane.row));
-    let (tc, tr, tt) = (dot(to_tip, plane.column), dot(to_tip, plane.row), dot(to_tip, to_tip));
+    let (column, row) = (&plane.column, &plane.row);
+    let (cc, rr, cr) = (column.dot(column), row.dot(row), column.dot(row));
+    let (tc, tr, tt) = (to_tip.dot(column), to_tip.dot(row), to_tip.dot(&to_tip));
     let mut best = f64::INFINITY;
     let mut best_pixel = (0, 0);
     for (r, line) in mask.chunks_exact(width).take(height).enumerate() {
@@ -178,13 +176,12 @@ pub fn nearest_in_plane(
     if !best.is_finite() {
         return None;
     }
-    let nearest =
-        add(plane.origin, add(scale(plane.column, best_pixel.0 as f64), scale(plane.row, best_pixel.1 as f64)));
-    let away = sub(tip, nearest);
-    let distance_mm = norm(away);
+    let nearest = plane.origin + (plane.column * best_pixel.0 as f64 + plane.row * best_pixel.1 as f64);
+    let away = tip - nearest;
+    let distance_mm = away.norm();
     // A tip exactly on a structure pixel: push out of the plane.
     let direction =
-        if distance_mm > 1e-9 { scale(away, 1.0 / distance_mm) } else { normalize(cross(plane.column, plane.row)) };
+        if distance_mm > 1e-9 { away * (1.0 / distance_mm) } else { plane.column.cross(&plane.row).normalize() };
     Some(FieldSample { distance_mm, direction })
 }
 
@@ -207,11 +204,11 @@ mod tests {
     #[test]
     fn half_space_distance_is_linear_and_points_away() {
         let f = half_space();
-        let s = f.sample([4.25, 7.0, 9.5]);
+        let s = f.sample(Vec3::new(4.25, 7.0, 9.5));
         assert!(close(s.distance_mm, 5.75, 1e-6), "{s:?}");
         assert!(close(s.direction[0], -1.0, 1e-9), "{s:?}");
         // Inside: negative, measured to the nearest background voxel centre.
-        let s = f.sample([12.0, 7.0, 9.5]);
+        let s = f.sample(Vec3::new(12.0, 7.0, 9.5));
         assert!(close(s.distance_mm, -3.0, 1e-6), "{s:?}");
     }
 
@@ -223,7 +220,7 @@ mod tests {
         // Structure: voxel x index >= 5 → Reference y >= 10 mm.
         let labels: Vec<u8> = (0..300).map(|i| u8::from(i % 10 >= 5)).collect();
         let f = VolumeField::from_labels(&labels, dims, m, |l| l == 1, 1).unwrap();
-        let s = f.sample([47.0, 3.0, 1.0]);
+        let s = f.sample(Vec3::new(47.0, 3.0, 1.0));
         assert!(close(s.distance_mm, 7.0, 1e-6), "{s:?}");
         assert!(close(s.direction[1], -1.0, 1e-9), "{s:?}");
     }
@@ -231,7 +228,7 @@ mod tests {
     #[test]
     fn outside_the_grid_the_distance_is_a_lower_bound() {
         let f = half_space();
-        let s = f.sample([4.0, 7.0, 30.0]);
+        let s = f.sample(Vec3::new(4.0, 7.0, 30.0));
         // 11 mm above the grid; the structure is 6 mm away sideways: true distance √(11²+6²).
         assert!(s.distance_mm <= (11.0f64 * 11.0 + 36.0).sqrt() + 1e-9);
         assert!(s.distance_mm >= 11.0 - 1e-9);
@@ -252,12 +249,13 @@ mod tests {
     #[test]
     fn in_plane_distance_is_exact_with_out_of_plane_offset() {
         // 0.5 mm pixels in the z = 0 plane; structure pixel at column 6, row 2 → (3, 1, 0) mm.
-        let plane = PlaneGeometry { origin: [0.0; 3], column: [0.5, 0.0, 0.0], row: [0.0, 0.5, 0.0] };
+        let plane =
+            PlaneGeometry { origin: Vec3::zeros(), column: Vec3::new(0.5, 0.0, 0.0), row: Vec3::new(0.0, 0.5, 0.0) };
         let mut mask = vec![0u8; 8 * 4];
         mask[2 * 8 + 6] = 2;
-        let s = nearest_in_plane(&plane, &mask, 8, 4, |l| l == 2, [0.0, 1.0, 4.0]).unwrap();
+        let s = nearest_in_plane(&plane, &mask, 8, 4, |l| l == 2, Vec3::new(0.0, 1.0, 4.0)).unwrap();
         assert!(close(s.distance_mm, 5.0, 1e-12), "{s:?}");
         assert!(close(s.direction[0], -0.6, 1e-12) && close(s.direction[2], 0.8, 1e-12), "{s:?}");
-        assert!(nearest_in_plane(&plane, &mask, 8, 4, |l| l == 1, [0.0; 3]).is_none());
+        assert!(nearest_in_plane(&plane, &mask, 8, 4, |l| l == 1, Vec3::zeros()).is_none());
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use sonoflow::geometry::rigid;
+use sonoflow::geometry::{Vec3, rigid};
 use sonoflow::recon::paste::GreyVolume;
 use sonoflow::recon::{Interpolation, OutputGrid, ReconSettings};
 
@@ -76,7 +76,7 @@ fn run_case(
     let pose = |i: usize| {
         // The image plane is x (columns) and z (rows, depth), swept along y with a slight tilt.
         let y = -20.0 + 40.0 * i as f64 / frames as f64;
-        let mut m = rigid(2, 0.05 * (i as f64 * 0.1).sin(), [0.0, y, 0.0]);
+        let mut m = rigid(2, 0.05 * (i as f64 * 0.1).sin(), Vec3::new(0.0, y, 0.0));
         let image = [pixel_mm, 0.0, 0.0, 0.0, 0.0, 0.0, pixel_mm, 0.0, 0.0, pixel_mm, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
         m = sonoflow::geometry::mat_mul(&m, &image);
         m

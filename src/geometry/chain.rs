@@ -100,7 +100,7 @@ pub fn resolve(set: &TransformSet, from: &str, to: &str) -> Result<Matrix4, Chai
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::{apply, norm, rigid, sub};
+    use crate::geometry::{Vec3, apply, rigid};
 
     fn set_of(items: &[(&str, Matrix4, TransformStatus)]) -> TransformSet {
         let mut set = TransformSet::default();
@@ -121,16 +121,16 @@ mod tests {
 
     #[test]
     fn composes_and_inverts_along_the_chain() {
-        let stylus_to_tracker = rigid(0, 0.3, [10.0, 20.0, 30.0]);
-        let reference_to_tracker = rigid(2, 1.2, [-5.0, 4.0, 100.0]);
+        let stylus_to_tracker = rigid(0, 0.3, Vec3::new(10.0, 20.0, 30.0));
+        let reference_to_tracker = rigid(2, 1.2, Vec3::new(-5.0, 4.0, 100.0));
         let set = set_of(&[
             ("ReferenceToTracker", reference_to_tracker, TransformStatus::Ok),
             ("StylusToTracker", stylus_to_tracker, TransformStatus::Ok),
         ]);
         let m = resolve(&set, "Stylus", "Reference").unwrap();
-        let tip = [1.0, 2.0, 3.0];
+        let tip = Vec3::new(1.0, 2.0, 3.0);
         let via_tracker = apply(&affine_inverse(&reference_to_tracker).unwrap(), apply(&stylus_to_tracker, tip));
-        assert!(norm(sub(apply(&m, tip), via_tracker)) < 1e-12);
+        assert!((apply(&m, tip) - via_tracker).norm() < 1e-12);
         assert_eq!(resolve(&set, "Tracker", "Tracker").unwrap(), IDENTITY);
     }
 

@@ -1,122 +1,74 @@
 //! Points, vectors and 4x4 homogeneous transforms in millimetres, as tracked frames carry them
 //! (row-major, PLUS's layout), and finding a transform between two named frames.
+//!
+//! The math is nalgebra's. Frames keep their transforms as plain row-major `[f64; 16]`
+//! ([`Matrix4`]): that is PLUS's layout, what recordings hold, and a `Copy` array the hot path
+//! moves around freely; [`to_na`] and [`from_na`] bridge the two at the edge of each operation.
 
 mod chain;
 
 pub use chain::{ChainError, resolve, split_transform_name};
 
+use nalgebra as na;
+
 use crate::frame::Matrix4;
 
-pub type Vec3 = [f64; 3];
+/// A point or direction in mm. Configs and reports keep `[f64; 3]` on the wire and convert with
+/// `Vec3::from(array)` / `v.into()`.
+pub type Vec3 = na::Vector3<f64>;
 
+/// A frame's row-major transform as an nalgebra matrix.
+pub fn to_na(m: &Matrix4) -> na::Matrix4<f64> {
+    na::Matrix4::from_row_slice(m)
+}
+
+/// An nalgebra matrix as a frame's row-major transform.
+pub fn from_na(m: &na::Matrix4<f64>) -> Matrix4 {
+    std::array::from_fn(|i| m[(i / 4, i % 4)])
+}
+
+/// `a · b`: apply `b` first, then `a`.
 pub fn mat_mul(a: &Matrix4, b: &Matrix4) -> Matrix4 {
-    let mut m = [0.0; 16];
-    for r in 0..4 {
-        for c in 0..4 {
-            m[r * 4 + c] = (0..4).map(|k| a[r * 4 + k] * b[k * 4 + c]).sum();
-        }
-    }
-    m
+    from_na(&(to_na(a) * to_na(b)))
 }
 
-/// Applies a homogeneous matrix to a point.
+/// Applies a transform to a point. The bottom row is taken as (0 0 0 1): tracked and calibration
+/// transforms are affine, so there is no perspective divide.
 pub fn apply(m: &Matrix4, p: Vec3) -> Vec3 {
-    [0, 1, 2].map(|r| m[r * 4] * p[0] + m[r * 4 + 1] * p[1] + m[r * 4 + 2] * p[2] + m[r * 4 + 3])
-}
-
-/// Inverse of a rigid transform (rotation + translation).
-pub fn rigid_inverse(m: &Matrix4) -> Matrix4 {
-    let mut inv = [0.0; 16];
-    for r in 0..3 {
-        for c in 0..3 {
-            inv[r * 4 + c] = m[c * 4 + r];
-        }
-        inv[r * 4 + 3] = -(0..3).map(|k| m[k * 4 + r] * m[k * 4 + 3]).sum::<f64>();
-    }
-    inv[15] = 1.0;
-    inv
+    to_na(m).fixed_view::<3, 4>(0, 0) * p.push(1.0)
 }
 
 /// Inverse of an affine transform (a calibration may scale pixels to mm), or None when the
-/// linear part is singular.
+/// linear part is singular (|det| < 1e-12) or not finite.
+///
+/// Inverts the 3×3 linear part and moves the translation through it, rather than inverting the
+/// general 4×4: the result stays exactly affine (bottom row 0 0 0 1), and nalgebra's 3×3 inverse
+/// is the closed-form cofactor one, so reconstructions keep their figures to the bit.
 pub fn affine_inverse(m: &Matrix4) -> Option<Matrix4> {
-    let a = |r: usize, c: usize| m[r * 4 + c];
-    // Cofactors of the 3x3 linear part.
-    let cof = [
-        a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1),
-        a(1, 2) * a(2, 0) - a(1, 0) * a(2, 2),
-        a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0),
-        a(0, 2) * a(2, 1) - a(0, 1) * a(2, 2),
-        a(0, 0) * a(2, 2) - a(0, 2) * a(2, 0),
-        a(0, 1) * a(2, 0) - a(0, 0) * a(2, 1),
-        a(0, 1) * a(1, 2) - a(0, 2) * a(1, 1),
-        a(0, 2) * a(1, 0) - a(0, 0) * a(1, 2),
-        a(0, 0) * a(1, 1) - a(0, 1) * a(1, 0),
-    ];
-    let det = a(0, 0) * cof[0] + a(0, 1) * cof[1] + a(0, 2) * cof[2];
+    let m = to_na(m);
+    let linear = m.fixed_view::<3, 3>(0, 0).into_owned();
+    let det = linear.determinant();
     if !det.is_finite() || det.abs() < 1e-12 {
         return None;
     }
-    let mut inv = [0.0; 16];
-    for r in 0..3 {
-        for c in 0..3 {
-            // The inverse is the transposed cofactor matrix over the determinant.
-            inv[r * 4 + c] = cof[c * 3 + r] / det;
-        }
-    }
-    for r in 0..3 {
-        inv[r * 4 + 3] = -(0..3).map(|k| inv[r * 4 + k] * m[k * 4 + 3]).sum::<f64>();
-    }
-    inv[15] = 1.0;
-    Some(inv)
+    let inverse = linear.try_inverse()?;
+    let translation = -(inverse * m.fixed_view::<3, 1>(0, 3));
+    let mut out = na::Matrix4::identity();
+    out.fixed_view_mut::<3, 3>(0, 0).copy_from(&inverse);
+    out.fixed_view_mut::<3, 1>(0, 3).copy_from(&translation);
+    Some(from_na(&out))
 }
 
-/// Rotation about x, y or z (angle in radians) followed by a translation.
+/// Rotation about x, y or z (`axis` 0, 1, 2; angle in radians) followed by a translation.
 pub fn rigid(axis: usize, angle: f64, t: Vec3) -> Matrix4 {
-    let (s, c) = angle.sin_cos();
-    let mut m = crate::frame::IDENTITY;
-    let (i, j) = match axis {
-        0 => (1, 2),
-        1 => (2, 0),
-        _ => (0, 1),
+    let axis = match axis {
+        0 => Vec3::x_axis(),
+        1 => Vec3::y_axis(),
+        _ => Vec3::z_axis(),
     };
-    m[i * 4 + i] = c;
-    m[i * 4 + j] = -s;
-    m[j * 4 + i] = s;
-    m[j * 4 + j] = c;
-    m[3] = t[0];
-    m[7] = t[1];
-    m[11] = t[2];
-    m
-}
-
-pub fn sub(a: Vec3, b: Vec3) -> Vec3 {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-pub fn dot(a: Vec3, b: Vec3) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-
-pub fn add(a: Vec3, b: Vec3) -> Vec3 {
-    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
-}
-
-pub fn scale(a: Vec3, s: f64) -> Vec3 {
-    [a[0] * s, a[1] * s, a[2] * s]
-}
-
-pub fn cross(a: Vec3, b: Vec3) -> Vec3 {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-}
-
-pub fn norm(a: Vec3) -> f64 {
-    dot(a, a).sqrt()
-}
-
-pub fn normalize(a: Vec3) -> Vec3 {
-    let n = dot(a, a).sqrt();
-    [a[0] / n, a[1] / n, a[2] / n]
+    // A rotation matrix, not a quaternion: its entries are exactly cos and ±sin.
+    let pose = na::IsometryMatrix3::from_parts(t.into(), na::Rotation3::from_axis_angle(&axis, angle));
+    from_na(&pose.to_homogeneous())
 }
 
 #[cfg(test)]
@@ -125,19 +77,58 @@ mod tests {
 
     #[test]
     fn affine_inverse_undoes_scale_rotation_and_shift() {
-        let mut m = mat_mul(&rigid(2, 0.4, [3.0, -2.0, 7.0]), &rigid(0, 1.1, [0.5, 0.0, 0.0]));
+        let mut m = mat_mul(&rigid(2, 0.4, Vec3::new(3.0, -2.0, 7.0)), &rigid(0, 1.1, Vec3::new(0.5, 0.0, 0.0)));
         for r in 0..3 {
             m[r * 4] *= 0.2; // pixel spacing on the first axis
         }
         let inv = affine_inverse(&m).unwrap();
-        let p = [10.0, -4.0, 2.5];
+        let p = Vec3::new(10.0, -4.0, 2.5);
         let back = apply(&inv, apply(&m, p));
-        assert!(norm(sub(back, p)) < 1e-12, "{back:?}");
-        assert!(affine_inverse(&[0.0; 16]).is_none());
+        assert!((back - p).norm() < 1e-12, "{back:?}");
+        // Both ways round: the product is the identity.
+        let id = mat_mul(&m, &inv);
+        assert!(id.iter().zip(crate::frame::IDENTITY).all(|(a, b)| (a - b).abs() < 1e-12), "{id:?}");
+        assert_eq!(inv[12..], [0.0, 0.0, 0.0, 1.0]);
     }
 
     #[test]
-    fn cross_follows_the_right_hand_rule() {
-        assert_eq!(cross([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]), [0.0, 0.0, 1.0]);
+    fn affine_inverse_refuses_singular_and_non_finite_linear_parts() {
+        assert!(affine_inverse(&[0.0; 16]).is_none());
+        // A plane squashed flat: the z column is zero, the translation is not the problem.
+        let mut flat = rigid(1, 0.3, Vec3::new(1.0, 2.0, 3.0));
+        for r in 0..3 {
+            flat[r * 4 + 2] = 0.0;
+        }
+        assert!(affine_inverse(&flat).is_none());
+        // Tiny but regular scales pass; below the 1e-12 determinant floor they do not.
+        let scaled = |s: f64| [s, 0.0, 0.0, 0.0, 0.0, s, 0.0, 0.0, 0.0, 0.0, s, 0.0, 0.0, 0.0, 0.0, 1.0];
+        assert!(affine_inverse(&scaled(1e-3)).is_some());
+        assert!(affine_inverse(&scaled(1e-5)).is_none());
+        let mut nan = crate::frame::IDENTITY;
+        nan[5] = f64::NAN;
+        assert!(affine_inverse(&nan).is_none());
+    }
+
+    #[test]
+    fn the_bridge_keeps_plus_row_major_order() {
+        let m: Matrix4 = std::array::from_fn(|i| i as f64);
+        let n = to_na(&m);
+        assert_eq!(n[(0, 3)], 3.0, "row 0, column 3 is the x translation");
+        assert_eq!(n[(2, 1)], 9.0);
+        assert_eq!(from_na(&n), m);
+    }
+
+    #[test]
+    fn rigid_rotates_right_handed_then_translates() {
+        // A quarter turn about z takes x to y; the translation comes after the rotation.
+        let m = rigid(2, std::f64::consts::FRAC_PI_2, Vec3::new(10.0, 0.0, 0.0));
+        let p = apply(&m, Vec3::x());
+        assert!((p - Vec3::new(10.0, 1.0, 0.0)).norm() < 1e-15, "{p:?}");
+        assert_eq!(rigid(0, 0.0, Vec3::zeros()), crate::frame::IDENTITY);
+    }
+
+    #[test]
+    fn the_cross_product_follows_the_right_hand_rule() {
+        assert_eq!(Vec3::x().cross(&Vec3::y()), Vec3::z());
     }
 }

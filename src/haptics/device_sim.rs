@@ -155,8 +155,7 @@ pub fn run_device(
                         report.frames += 1;
                         report.missed_frames += u64::from(gap);
                         report.safe_frames += u64::from(frame.flags & flags::SAFE_STATE != 0);
-                        let f = frame.force_n;
-                        report.max_force_n = report.max_force_n.max((f[0] * f[0] + f[1] * f[1] + f[2] * f[2]).sqrt());
+                        report.max_force_n = report.max_force_n.max(nalgebra::Vector3::from(frame.force_n).norm());
                         SimEvent::Frame { arrival_us, frame, gap }
                     }
                     Ok(Message::Status(_)) => {

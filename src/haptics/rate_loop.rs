@@ -171,7 +171,7 @@ impl RateLoop {
                 ([0.0; 3], flags::SAFE_STATE | if r.is_fault() { flags::FAULT } else { 0 })
             }
             None => {
-                let f = self.slew.step(target.force_n, self.period_s);
+                let f: [f64; 3] = self.slew.step(target.force_n.into(), self.period_s).into();
                 self.low_confidence_frames += u64::from(target.low_confidence);
                 (f, flags::ENABLED | if target.low_confidence { flags::LOW_CONFIDENCE } else { 0 })
             }

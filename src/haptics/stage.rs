@@ -22,7 +22,7 @@ use super::rate_loop::{ForceTarget, SafeReason};
 use super::settings::HapticsSettings;
 use crate::anatomy::{FieldSample, PlaneGeometry, VolumeField, VolumeSlot, nearest_in_plane};
 use crate::frame::Frame;
-use crate::geometry::{Vec3, apply, norm, resolve, scale, sub};
+use crate::geometry::{Vec3, apply, resolve};
 use crate::pipeline::registry::{BuildContext, StageKind};
 use crate::pipeline::stage::{BoxError, ErrorPolicy, Stage, StageError, StageFactory};
 use crate::pipeline::supervisor::Supervisor;
@@ -96,7 +96,7 @@ impl HapticsStage {
             gains: settings.gains(),
             tool_frame: tool.to_string(),
             reference_frame: reference.to_string(),
-            tip_offset_mm: settings.tip_offset_mm,
+            tip_offset_mm: settings.tip_offset_mm.into(),
             structure: settings.structure_table(),
             targets,
             volumes,
@@ -153,9 +153,9 @@ impl HapticsStage {
         };
         let velocity = match self.previous_tip {
             Some((p, t)) if (frame.capture_time_s - t) > 0.0 && (frame.capture_time_s - t) < MAX_VELOCITY_GAP_S => {
-                scale(sub(tip, p), 1.0 / (frame.capture_time_s - t))
+                (tip - p) * (1.0 / (frame.capture_time_s - t))
             }
-            _ => [0.0; 3],
+            _ => Vec3::zeros(),
         };
         self.previous_tip = Some((tip, frame.capture_time_s));
         let sample = match self.sample(frame, tip) {
@@ -169,7 +169,7 @@ impl HapticsStage {
         *d = d.min(sample.distance_mm);
         let confidence = frame.mask_confidence.map_or(1.0, f64::from);
         let force = fixture_force(&self.gains, &sample, velocity, confidence);
-        target.force_n = force.force_n;
+        target.force_n = force.force_n.into();
         target.low_confidence = force.low_confidence;
         target
     }
@@ -210,7 +210,7 @@ impl Stage for HapticsStage {
         self.report.frames += 1;
         match target.hold {
             Some(r) => self.hold_counts[SafeReason::ALL.iter().position(|&x| x == r).unwrap_or(0)] += 1,
-            None => self.report.frames_with_force += u64::from(norm(target.force_n) > 0.0),
+            None => self.report.frames_with_force += u64::from(Vec3::from(target.force_n).norm() > 0.0),
         }
         self.targets.put(target);
         Ok(Some(input))

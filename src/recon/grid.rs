@@ -9,7 +9,7 @@
 //! centre, so rounding still takes every pixel of the box.
 
 use crate::frame::Matrix4;
-use crate::geometry::apply;
+use crate::geometry::{Vec3, apply};
 
 use super::settings::ReconSettings;
 use super::volume::VolumeGeometry;
@@ -108,7 +108,7 @@ impl OutputGrid {
         for m in poses {
             any = true;
             for corner in [[x0, y0, 0.0], [x0, y1, 0.0], [x1, y0, 0.0], [x1, y1, 0.0]] {
-                let p = apply(&m, corner);
+                let p = apply(&m, Vec3::from(corner));
                 for k in 0..3 {
                     lo[k] = lo[k].min(p[k]);
                     hi[k] = hi[k].max(p[k]);

@@ -306,7 +306,11 @@ mod tests {
                 let s = ReconSettings { threads, interpolation, output_spacing_mm: [1.0; 3], ..Default::default() };
                 let mut v = GreyVolume::new(grid, &s, w, h);
                 for k in 0..6 {
-                    let mut pose = crate::geometry::rigid(0, 0.9 + 0.1 * k as f64, [1.0, 1.5 + k as f64, 0.5]);
+                    let mut pose = crate::geometry::rigid(
+                        0,
+                        0.9 + 0.1 * k as f64,
+                        crate::geometry::Vec3::new(1.0, 1.5 + k as f64, 0.5),
+                    );
                     for r in 0..3 {
                         pose[r * 4] *= 0.45;
                         pose[r * 4 + 1] *= 0.55;

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use crate::frame::{Matrix4, NamedTransform, TransformSet, TransformStatus};
-use crate::geometry::{ChainError, resolve};
+use nalgebra::{Isometry3, Rotation3, UnitQuaternion};
+
+use crate::geometry::{ChainError, Vec3, from_na, resolve, to_na};
 use crate::io::plus::FrameMeta;
 
 /// Why a frame has no pose.
@@ -91,71 +93,40 @@ pub fn interpolate_transforms(a: &[NamedTransform], b: &[NamedTransform], s: f64
         .collect()
 }
 
-/// Rigid transform at fraction `s` between `a` and `b`.
+/// Above this quaternion dot (rotations within about 3.6° of each other) slerp's `sin θ` divisor
+/// is mostly rounding error, and a normalised linear blend is the better answer.
+const NEARLY_SAME_ROTATION: f64 = 0.9995;
+
+/// Rigid transform at fraction `s` between `a` and `b`: rotation by slerp along the shorter
+/// arc, translation linearly.
 pub fn interpolate_rigid(a: &Matrix4, b: &Matrix4, s: f64) -> Matrix4 {
-    let (qa, mut qb) = (quaternion(a), quaternion(b));
-    let mut d: f64 = (0..4).map(|k| qa[k] * qb[k]).sum();
-    if d < 0.0 {
-        qb = qb.map(|v| -v);
-        d = -d;
+    let (qa, mut qb) = (rotation_of(a), rotation_of(b));
+    // q and −q are the same rotation: take the `qb` on `qa`'s side, so the blend turns the
+    // shorter way round (`try_slerp` would flip it too; the linear blend would not).
+    if qa.dot(&qb) < 0.0 {
+        qb = UnitQuaternion::new_unchecked(-qb.into_inner());
     }
-    let q = if d > 0.9995 {
-        // Nearly the same rotation: normalised linear blend avoids dividing by sin(≈0).
-        let q: [f64; 4] = std::array::from_fn(|k| qa[k] + (qb[k] - qa[k]) * s);
-        let n = q.iter().map(|v| v * v).sum::<f64>().sqrt();
-        q.map(|v| v / n)
-    } else {
-        let theta = d.acos();
-        let (wa, wb) = (((1.0 - s) * theta).sin() / theta.sin(), (s * theta).sin() / theta.sin());
-        std::array::from_fn(|k| qa[k] * wa + qb[k] * wb)
-    };
-    let mut m = rotation(q);
-    for r in 0..3 {
-        m[r * 4 + 3] = a[r * 4 + 3] + (b[r * 4 + 3] - a[r * 4 + 3]) * s;
-    }
-    m
+    // Nearly equal rotations blend linearly. They must be caught here: `try_slerp` returns `qa`
+    // unblended once the dot rounds to 1, and declines (None) only just short of that. Rotations
+    // 180° apart are 90° apart as quaternions, which slerp handles (either way round is as short).
+    let slerp = if qa.dot(&qb) > NEARLY_SAME_ROTATION { None } else { qa.try_slerp(&qb, s, f64::EPSILON) };
+    // try_slerp divides by sin θ taken as √(1 − cos²θ), which near the threshold is off by up to
+    // 1e-13 of its size: renormalising takes that common factor out again.
+    let q = slerp.map_or_else(|| qa.nlerp(&qb, s), |q| UnitQuaternion::new_normalize(q.into_inner()));
+    let (ta, tb) = (translation_of(a), translation_of(b));
+    let t = ta + (tb - ta) * s;
+    from_na(&Isometry3::from_parts(t.into(), q).to_homogeneous())
 }
 
-/// Unit quaternion (w, x, y, z) of a rotation matrix's upper 3×3.
-fn quaternion(m: &Matrix4) -> [f64; 4] {
-    let e = |r: usize, c: usize| m[r * 4 + c];
-    let trace = e(0, 0) + e(1, 1) + e(2, 2);
-    let q = if trace > 0.0 {
-        let s = (trace + 1.0).sqrt() * 2.0;
-        [0.25 * s, (e(2, 1) - e(1, 2)) / s, (e(0, 2) - e(2, 0)) / s, (e(1, 0) - e(0, 1)) / s]
-    } else if e(0, 0) > e(1, 1) && e(0, 0) > e(2, 2) {
-        let s = (1.0 + e(0, 0) - e(1, 1) - e(2, 2)).sqrt() * 2.0;
-        [(e(2, 1) - e(1, 2)) / s, 0.25 * s, (e(0, 1) + e(1, 0)) / s, (e(0, 2) + e(2, 0)) / s]
-    } else if e(1, 1) > e(2, 2) {
-        let s = (1.0 + e(1, 1) - e(0, 0) - e(2, 2)).sqrt() * 2.0;
-        [(e(0, 2) - e(2, 0)) / s, (e(0, 1) + e(1, 0)) / s, 0.25 * s, (e(1, 2) + e(2, 1)) / s]
-    } else {
-        let s = (1.0 + e(2, 2) - e(0, 0) - e(1, 1)).sqrt() * 2.0;
-        [(e(1, 0) - e(0, 1)) / s, (e(0, 2) + e(2, 0)) / s, (e(1, 2) + e(2, 1)) / s, 0.25 * s]
-    };
-    let n = q.iter().map(|v| v * v).sum::<f64>().sqrt();
-    q.map(|v| v / n)
+/// The rotation of a transform's upper 3×3, renormalised: a tracker's matrix, printed to a few
+/// digits in a recording, is orthonormal only nearly.
+fn rotation_of(m: &Matrix4) -> UnitQuaternion<f64> {
+    let r = Rotation3::from_matrix_unchecked(to_na(m).fixed_view::<3, 3>(0, 0).into_owned());
+    UnitQuaternion::new_normalize(UnitQuaternion::from_rotation_matrix(&r).into_inner())
 }
 
-fn rotation([w, x, y, z]: [f64; 4]) -> Matrix4 {
-    [
-        1.0 - 2.0 * (y * y + z * z),
-        2.0 * (x * y - w * z),
-        2.0 * (x * z + w * y),
-        0.0,
-        2.0 * (x * y + w * z),
-        1.0 - 2.0 * (x * x + z * z),
-        2.0 * (y * z - w * x),
-        0.0,
-        2.0 * (x * z - w * y),
-        2.0 * (y * z + w * x),
-        1.0 - 2.0 * (x * x + y * y),
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-        1.0,
-    ]
+fn translation_of(m: &Matrix4) -> Vec3 {
+    Vec3::new(m[3], m[7], m[11])
 }
 
 #[cfg(test)]
@@ -169,9 +140,9 @@ mod tests {
 
     #[test]
     fn chain_uses_calibration_and_inverts_reference() {
-        let probe = rigid(2, 0.3, [10.0, 0.0, 5.0]);
-        let reference = rigid(0, -0.2, [1.0, 2.0, 3.0]);
-        let mut calibration = rigid(1, 0.1, [4.0, 5.0, 6.0]);
+        let probe = rigid(2, 0.3, Vec3::new(10.0, 0.0, 5.0));
+        let reference = rigid(0, -0.2, Vec3::new(1.0, 2.0, 3.0));
+        let mut calibration = rigid(1, 0.1, Vec3::new(4.0, 5.0, 6.0));
         for r in 0..3 {
             calibration[r * 4] *= 0.2;
             calibration[r * 4 + 1] *= 0.3;
@@ -189,9 +160,9 @@ mod tests {
     #[test]
     fn invalid_tracking_is_an_error() {
         let frame = [
-            named("ProbeToTracker", rigid(0, 0.0, [0.0; 3]), TransformStatus::Invalid),
-            named("ReferenceToTracker", rigid(0, 0.0, [0.0; 3]), TransformStatus::Ok),
-            named("ImageToProbe", rigid(0, 0.0, [0.0; 3]), TransformStatus::Ok),
+            named("ProbeToTracker", rigid(0, 0.0, Vec3::zeros()), TransformStatus::Invalid),
+            named("ReferenceToTracker", rigid(0, 0.0, Vec3::zeros()), TransformStatus::Ok),
+            named("ImageToProbe", rigid(0, 0.0, Vec3::zeros()), TransformStatus::Ok),
         ];
         let set = transform_set(&frame, &[]).unwrap();
         assert!(matches!(image_to_reference(&set, "Image", "Reference"), Err(PoseError::Chain(_))));
@@ -199,14 +170,53 @@ mod tests {
 
     #[test]
     fn interpolation_halves_rotation_and_translation() {
-        let a = rigid(2, 0.2, [0.0, 0.0, 0.0]);
-        let b = rigid(2, 0.6, [10.0, -4.0, 2.0]);
+        let a = rigid(2, 0.2, Vec3::new(0.0, 0.0, 0.0));
+        let b = rigid(2, 0.6, Vec3::new(10.0, -4.0, 2.0));
         let m = interpolate_rigid(&a, &b, 0.5);
-        let expected = rigid(2, 0.4, [5.0, -2.0, 1.0]);
+        let expected = rigid(2, 0.4, Vec3::new(5.0, -2.0, 1.0));
         assert!(m.iter().zip(expected).all(|(x, y)| (x - y).abs() < 1e-12), "{m:?}");
-        let p = apply(&interpolate_rigid(&a, &b, 0.0), [1.0, 2.0, 3.0]);
-        let q = apply(&a, [1.0, 2.0, 3.0]);
+        let p = apply(&interpolate_rigid(&a, &b, 0.0), Vec3::new(1.0, 2.0, 3.0));
+        let q = apply(&a, Vec3::new(1.0, 2.0, 3.0));
         assert!((0..3).all(|k| (p[k] - q[k]).abs() < 1e-12));
+    }
+
+    #[test]
+    fn interpolation_takes_the_shorter_arc_and_hits_both_ends() {
+        let close = |m: &Matrix4, e: &Matrix4| m.iter().zip(e).all(|(x, y)| (x - y).abs() < 1e-12);
+        // -2 and +2 rad about z are 4 rad apart one way round and 2π − 4 ≈ 2.28 rad the other
+        // (more than 90° either way): the shorter arc passes through π, not through 0.
+        let a = rigid(2, -2.0, Vec3::new(1.0, 2.0, 3.0));
+        let b = rigid(2, 2.0, Vec3::new(-3.0, 0.0, 5.0));
+        assert!(close(&interpolate_rigid(&a, &b, 0.0), &a));
+        assert!(close(&interpolate_rigid(&a, &b, 1.0), &b));
+        let half = interpolate_rigid(&a, &b, 0.5);
+        assert!(close(&half, &rigid(2, std::f64::consts::PI, Vec3::new(-1.0, 1.0, 4.0))), "{half:?}");
+        // Along the way the turn from `a` grows evenly, backwards through −π.
+        for k in 1..10 {
+            let s = k as f64 / 10.0;
+            let expected = rigid(
+                2,
+                -2.0 - s * (std::f64::consts::TAU - 4.0),
+                Vec3::new(1.0 - 4.0 * s, 2.0 - 2.0 * s, 3.0 + 2.0 * s),
+            );
+            assert!(close(&interpolate_rigid(&a, &b, s), &expected), "s = {s}");
+        }
+        // A turn of 120° about x, less than the half turn: straight along it.
+        let c = rigid(0, 0.1, Vec3::zeros());
+        let d = rigid(0, 0.1 + 2.0 * std::f64::consts::FRAC_PI_3, Vec3::zeros());
+        assert!(close(&interpolate_rigid(&c, &d, 0.25), &rigid(0, 0.1 + std::f64::consts::FRAC_PI_6, Vec3::zeros())));
+        assert!(close(&interpolate_rigid(&c, &d, 1.0), &d));
+    }
+
+    #[test]
+    fn nearly_equal_rotations_blend_without_dividing_by_zero() {
+        let a = rigid(1, 0.3, Vec3::zeros());
+        let b = rigid(1, 0.3 + 1e-9, Vec3::new(2.0, 0.0, 0.0));
+        let m = interpolate_rigid(&a, &b, 0.5);
+        assert!(m.iter().all(|v| v.is_finite()));
+        let e = rigid(1, 0.3 + 5e-10, Vec3::new(1.0, 0.0, 0.0));
+        assert!(m.iter().zip(e).all(|(x, y)| (x - y).abs() < 1e-12), "{m:?} {e:?}");
+        assert!(interpolate_rigid(&a, &a, 0.7).iter().zip(a).all(|(x, y)| (x - y).abs() < 1e-15));
     }
 
     #[test]
@@ -215,7 +225,7 @@ mod tests {
             index: i,
             timestamp_s: i as f64,
             image_ok: true,
-            transforms: vec![named("ImageToReference", rigid(0, 0.0, [x, 0.0, 0.0]), TransformStatus::Ok)],
+            transforms: vec![named("ImageToReference", rigid(0, 0.0, Vec3::new(x, 0.0, 0.0)), TransformStatus::Ok)],
             fields: Vec::new(),
         };
         let frames = [frame(0, 0.0), frame(1, 10.0), frame(2, 20.0)];

@@ -163,7 +163,7 @@ fn ceil_div(n: i64, d: i64) -> i64 {
 mod tests {
     use super::*;
     use crate::frame::IDENTITY;
-    use crate::geometry::rigid;
+    use crate::geometry::{Vec3, rigid};
 
     #[test]
     fn pixel_range_matches_brute_force() {
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn nearest_visits_every_in_grid_pixel_once_in_order() {
         let grid = OutputGrid { dims: [6, 5, 4], origin_mm: [0.0, 0.0, -1.0], spacing_mm: [0.5, 0.5, 0.5] };
-        let mut pose = rigid(2, 0.3, [0.2, 0.1, 0.0]);
+        let mut pose = rigid(2, 0.3, Vec3::new(0.2, 0.1, 0.0));
         for r in 0..3 {
             pose[r * 4] *= 0.3;
             pose[r * 4 + 1] *= 0.3;

@@ -51,16 +51,16 @@ pub fn render(
     let (w, h) = (settings.width, settings.height);
     speckle(w, h, &mut noise_stream, scratch);
     let m = image_to_reference;
-    let origin: Vec3 = [m[3], m[7], m[11]];
-    let along_row: Vec3 = [m[0], m[4], m[8]];
-    let down: Vec3 = [m[1], m[5], m[9]];
+    let origin = Vec3::new(m[3], m[7], m[11]);
+    let along_row = Vec3::new(m[0], m[4], m[8]);
+    let down = Vec3::new(m[1], m[5], m[9]);
     let db_scale = 255.0 / settings.dynamic_range_db as f32;
     for r in 0..h {
         let depth_cm = r as f64 * settings.spacing_mm / 10.0;
         let attenuation = 10f64.powf(-settings.attenuation_db_per_cm * depth_cm / 20.0) as f32;
-        let row_start: Vec3 = [0, 1, 2].map(|k| origin[k] + down[k] * r as f64);
+        let row_start = origin + down * r as f64;
         for c in 0..w {
-            let p: Vec3 = [0, 1, 2].map(|k| row_start[k] + along_row[k] * c as f64);
+            let p = row_start + along_row * c as f64;
             let label = phantom.label(p);
             let echo = match label {
                 LABEL_LESION => LESION_ECHO,

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::SimulationSpec;
-use super::geometry::{Cylinder, Ellipsoid, Vec3, normalize};
+use super::geometry::{Cylinder, Ellipsoid, Vec3};
 use super::rng::uniform;
 
 /// Label values in the ground-truth masks.
@@ -33,7 +33,7 @@ impl Phantom {
             rotation_about_y_deg: 20.0 * j(5, 0.5, 1.5),
         };
         // Vessel: right of centre, deeper, running roughly along the sweep, capped within it.
-        let direction: Vec3 = normalize([0.1 * j(6, -1.0, 1.0), 1.0, 0.05 * j(7, -1.0, 1.0)]);
+        let direction = Vec3::new(0.1 * j(6, -1.0, 1.0), 1.0, 0.05 * j(7, -1.0, 1.0)).normalize().into();
         let vessel = Cylinder {
             center_mm: [width_mm * 0.23, 0.0, depth_mm * 0.6],
             direction,

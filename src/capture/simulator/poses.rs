@@ -10,7 +10,7 @@
 use std::f64::consts::{PI, TAU};
 
 use super::SimulationSpec;
-use super::geometry::{Ellipsoid, mat_mul, normalize, rigid};
+use super::geometry::{Ellipsoid, Vec3, mat_mul, rigid};
 use crate::frame::Matrix4;
 
 /// Pixel (column, row) → probe mm: columns across the probe face (centred), rows down in depth.
@@ -23,7 +23,7 @@ pub fn image_to_probe(spec: &SimulationSpec) -> Matrix4 {
 
 /// A fixed pose of the Reference (the phantom) in the tracker's frame.
 pub fn reference_to_tracker() -> Matrix4 {
-    mat_mul(&rigid(2, 30f64.to_radians(), [120.0, -45.0, 260.0]), &rigid(0, 10f64.to_radians(), [0.0; 3]))
+    mat_mul(&rigid(2, 30f64.to_radians(), Vec3::new(120.0, -45.0, 260.0)), &rigid(0, 10f64.to_radians(), Vec3::zeros()))
 }
 
 /// Fraction of the sweep done at frame `i` (0 to 1).
@@ -39,18 +39,18 @@ pub fn probe_to_reference(spec: &SimulationSpec, i: usize) -> Matrix4 {
     let tilt = amp * (TAU * 1.5 * t).sin();
     let roll = 0.5 * amp * (TAU * t).cos();
     let drift = 1.0 * (PI * t).sin();
-    mat_mul(&rigid(1, roll, [drift, y, 0.0]), &rigid(0, tilt, [0.0; 3]))
+    mat_mul(&rigid(1, roll, Vec3::new(drift, y, 0.0)), &rigid(0, tilt, Vec3::zeros()))
 }
 
 /// The stylus in the Reference frame: its origin is the tip.
 pub fn stylus_to_reference(spec: &SimulationSpec, lesion: &Ellipsoid, i: usize) -> Matrix4 {
     let t = progress(spec, i);
     // Approach from above and to the side; closest (1 mm) at mid-sweep.
-    let u = normalize([0.3, 0.2, -1.0]);
+    let u = Vec3::new(0.3, 0.2, -1.0).normalize();
     let gap = 1.0 + 14.0 * (1.0 - (PI * t).sin());
     let r = lesion.radius_along(u) + gap;
-    let tip = [0, 1, 2].map(|k| lesion.center_mm[k] + u[k] * r);
-    mat_mul(&rigid(1, 0.3, tip), &rigid(0, 2.8, [0.0; 3]))
+    let tip = Vec3::from(lesion.center_mm) + u * r;
+    mat_mul(&rigid(1, 0.3, tip), &rigid(0, 2.8, Vec3::zeros()))
 }
 
 /// The tracker cannot see the stylus for a short stretch (occlusion).

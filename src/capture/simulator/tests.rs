@@ -1,6 +1,6 @@
 //! Unit tests of the simulator on small sweeps with exact expectations.
 
-use super::geometry::apply;
+use super::geometry::{Vec3, apply};
 use super::*;
 
 fn small(frames: usize) -> SimulationSpec {
@@ -28,8 +28,8 @@ fn image_to_probe_maps_the_corners() {
     let spec = small(1);
     let m = poses::image_to_probe(&spec);
     let half = 127.0 / 2.0 * 0.4;
-    assert_eq!(apply(&m, [0.0, 0.0, 0.0]), [-half, 0.0, 0.0]);
-    let far = apply(&m, [127.0, 127.0, 0.0]);
+    assert_eq!(apply(&m, Vec3::zeros()), Vec3::new(-half, 0.0, 0.0));
+    let far = apply(&m, Vec3::new(127.0, 127.0, 0.0));
     assert!((far[0] - half).abs() < 1e-12 && far[1] == 0.0 && (far[2] - 127.0 * 0.4).abs() < 1e-12);
 }
 
@@ -38,15 +38,16 @@ fn the_pose_chain_puts_the_lesion_centre_in_the_closest_frame_labelled() {
     let spec = small(41);
     let sim = Simulator::new(spec.clone()).unwrap();
     let centre = sim.phantom().lesion.center_mm;
-    let inv_ref = geometry::rigid_inverse(&sim.pose(0).reference_to_tracker);
+    let inv_ref = crate::geometry::affine_inverse(&sim.pose(0).reference_to_tracker).unwrap();
     // The frame whose plane passes closest to the lesion centre, found through the tracker chain.
     let (best, pixel) = (0..spec.frames)
         .map(|i| {
             let image_to_ref =
                 geometry::mat_mul(&geometry::mat_mul(&inv_ref, &sim.pose(i).probe_to_tracker), &sim.image_to_probe());
             assert!(image_to_ref.iter().zip(sim.image_to_reference(i)).all(|(a, b)| (a - b).abs() < 1e-9), "chain");
-            let to_image = inverse4(&image_to_ref);
-            (i, apply(&to_image, centre))
+            // The general 4×4 inverse, independent of the affine one the chain uses.
+            let to_image = crate::geometry::from_na(&crate::geometry::to_na(&image_to_ref).try_inverse().unwrap());
+            (i, apply(&to_image, Vec3::from(centre)))
         })
         .min_by(|a, b| a.1[2].abs().total_cmp(&b.1[2].abs()))
         .unwrap();
@@ -59,41 +60,6 @@ fn the_pose_chain_puts_the_lesion_centre_in_the_closest_frame_labelled() {
     assert_eq!(lab[r * spec.width_px + c], LABEL_LESION);
 }
 
-/// General 4x4 inverse by Gauss-Jordan (the image-to-reference matrix scales, so it is not rigid).
-fn inverse4(m: &Matrix4) -> Matrix4 {
-    let mut a = [[0.0f64; 8]; 4];
-    for r in 0..4 {
-        for c in 0..4 {
-            a[r][c] = m[r * 4 + c];
-        }
-        a[r][4 + r] = 1.0;
-    }
-    for col in 0..4 {
-        let pivot = (col..4).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).unwrap();
-        a.swap(col, pivot);
-        let p = a[col][col];
-        for v in &mut a[col] {
-            *v /= p;
-        }
-        let pivot_row = a[col];
-        for (r, row) in a.iter_mut().enumerate() {
-            if r != col {
-                let f = row[col];
-                for (v, p) in row.iter_mut().zip(pivot_row) {
-                    *v -= f * p;
-                }
-            }
-        }
-    }
-    let mut inv = [0.0; 16];
-    for r in 0..4 {
-        for c in 0..4 {
-            inv[r * 4 + c] = a[r][4 + c];
-        }
-    }
-    inv
-}
-
 #[test]
 fn labels_follow_the_geometry_exactly() {
     let spec = small(9);
@@ -101,7 +67,7 @@ fn labels_follow_the_geometry_exactly() {
     for (i, (_, labels)) in frames.iter().enumerate() {
         let m = sim.image_to_reference(i);
         for (r, c) in [(0, 0), (40, 30), (55, 50), (64, 64), (77, 100), (90, 95), (127, 127)] {
-            let p = apply(&m, [c as f64, r as f64, 0.0]);
+            let p = apply(&m, Vec3::new(c as f64, r as f64, 0.0));
             assert_eq!(labels[r * spec.width_px + c], sim.phantom().label(p), "frame {i} pixel ({c},{r})");
         }
     }
@@ -183,14 +149,13 @@ fn bad_settings_name_the_field() {
 fn the_stylus_comes_within_a_millimetre_and_is_occluded_for_a_while() {
     let spec = small(101);
     let sim = Simulator::new(spec.clone()).unwrap();
-    let inv_ref = geometry::rigid_inverse(&sim.pose(0).reference_to_tracker);
+    let inv_ref = crate::geometry::affine_inverse(&sim.pose(0).reference_to_tracker).unwrap();
     let lesion = &sim.phantom().lesion;
     let gaps: Vec<f64> = (0..spec.frames)
         .map(|i| {
-            let tip_ref = apply(&inv_ref, apply(&sim.pose(i).stylus_to_tracker, [0.0; 3]));
-            let d = geometry::sub(tip_ref, lesion.center_mm);
-            let dist = geometry::dot(d, d).sqrt();
-            dist - lesion.radius_along(geometry::normalize(d))
+            let tip_ref = apply(&inv_ref, apply(&sim.pose(i).stylus_to_tracker, Vec3::zeros()));
+            let d = tip_ref - Vec3::from(lesion.center_mm);
+            d.norm() - lesion.radius_along(d.normalize())
         })
         .collect();
     let closest = gaps.iter().cloned().fold(f64::INFINITY, f64::min);

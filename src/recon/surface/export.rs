@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{Mesh, corners, cross, sub};
+use super::{Mesh, corners};
 use crate::recon::volume::{VolumeIoError, write_atomically};
 
 /// Must not begin with `solid`, which readers take as the mark of an ASCII STL.
@@ -32,9 +32,9 @@ pub(super) fn write_stl(mesh: &Mesh, path: &Path) -> Result<(), VolumeIoError> {
     out.extend_from_slice(&count.to_le_bytes());
     for t in &mesh.triangles {
         let normal = corners(mesh, t).map_or([0.0; 3], |[a, b, c]| {
-            let n = cross(sub(b, a), sub(c, a));
-            let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-            if len > 0.0 { n.map(|v| (v / len) as f32) } else { [0.0; 3] }
+            let n = (b - a).cross(&(c - a));
+            let len = n.norm();
+            if len > 0.0 { (n / len).map(|v| v as f32).into() } else { [0.0; 3] }
         });
         let points = t.map(|i| mesh.vertices[i as usize]);
         for v in std::iter::once(normal).chain(points).flatten() {

@@ -12,6 +12,8 @@ mod marching;
 
 use std::path::Path;
 
+use crate::geometry::Vec3;
+
 use super::volume::{VolumeGeometry, VolumeIoError};
 
 /// A closed triangle mesh.
@@ -56,17 +58,10 @@ fn fits(labels: &[u8], geometry: &VolumeGeometry) -> bool {
     fits
 }
 
-fn corners(m: &Mesh, t: &[u32; 3]) -> Option<[[f64; 3]; 3]> {
-    let v = |i: u32| m.vertices.get(i as usize).map(|p| p.map(f64::from));
+/// A triangle's corners in f64 (the mesh stores f32), or None when it names a missing vertex.
+fn corners(m: &Mesh, t: &[u32; 3]) -> Option<[Vec3; 3]> {
+    let v = |i: u32| m.vertices.get(i as usize).map(|p| Vec3::from(p.map(f64::from)));
     Some([v(t[0])?, v(t[1])?, v(t[2])?])
-}
-
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 }
 
 impl Mesh {
@@ -74,15 +69,14 @@ impl Mesh {
     /// Triangles naming a vertex the mesh lacks are skipped.
     pub fn enclosed_volume_ml(&self) -> f64 {
         // Relative to the first vertex, so far-off origins do not cost precision.
-        let o = self.vertices.first().map_or([0.0; 3], |p| p.map(f64::from));
+        let o = self.vertices.first().map_or(Vec3::zeros(), |p| Vec3::from(p.map(f64::from)));
         let mm3: f64 = self
             .triangles
             .iter()
             .filter_map(|t| corners(self, t))
             .map(|[a, b, c]| {
-                let (a, b, c) = (sub(a, o), sub(b, o), sub(c, o));
-                let bc = cross(b, c);
-                a[0] * bc[0] + a[1] * bc[1] + a[2] * bc[2]
+                let (a, b, c) = (a - o, b - o, c - o);
+                a.dot(&b.cross(&c))
             })
             .sum::<f64>()
             / 6.0;
@@ -94,10 +88,7 @@ impl Mesh {
         self.triangles
             .iter()
             .filter_map(|t| corners(self, t))
-            .map(|[a, b, c]| {
-                let n = cross(sub(b, a), sub(c, a));
-                0.5 * (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt()
-            })
+            .map(|[a, b, c]| 0.5 * (b - a).cross(&(c - a)).norm())
             .sum()
     }
 

@@ -247,7 +247,7 @@ fn stl_reads_back_exactly() {
         }
         // The stored normal points the way the winding does, and is unit length.
         let [a, b, c] = corners(&mesh, t).unwrap();
-        let n = cross(sub(b, a), sub(c, a));
+        let n = (b - a).cross(&(c - a));
         let dot: f64 = (0..3).map(|i| n[i] * v[i] as f64).sum();
         assert!(dot > 0.0);
         assert!(((v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) - 1.0).abs() < 1e-5);

@@ -196,8 +196,7 @@ impl VolumeGeometry {
 }
 
 fn determinant(m: &[[f64; 3]; 3]) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    nalgebra::Matrix3::from_fn(|r, c| m[r][c]).determinant()
 }
 
 /// Parses exactly `N` whitespace-separated numbers of header field `field`.
