@@ -185,8 +185,9 @@ pub trait Ops {
     fn add(&mut self, x: Buf, other: Buf);
     /// `out = a + b`.
     fn add_into(&mut self, a: Buf, b: Buf, out: Buf);
-    /// `out[r] = x[r] + row` for every row.
-    fn add_row(&mut self, x: Buf, rows: usize, row: &Self::Vector, out: Buf);
+    /// `out[r] = x[r] + row` for every row, and `out_pe = out + pe` (the rows with their
+    /// positional encoding).
+    fn add_row_pe(&mut self, x: Buf, rows: usize, row: &Self::Vector, pe: Buf, out: Buf, out_pe: Buf);
     /// Windowed attention over per-head interleaved `[q | k | v]` rows of the image's tokens
     /// (H·W × heads·3·head_dim); the tokens that pad the grid to whole windows (Hp × Wp) are keys
     /// and values whose row is `padding`. With a relative-position bias expanded to heads × n × n

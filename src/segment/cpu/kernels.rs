@@ -410,17 +410,22 @@ pub fn add_layer_norm(
     });
 }
 
-/// `out[r] = x[r] + row` for `rows` rows, in parallel.
-pub fn add_row(pool: &ThreadPool, x: &[f32], rows: usize, row: &[f32], out: &mut [f32]) {
+/// `out[r] = x[r] + row` and `out_pe[r] = out[r] + pe[r]` for `rows` rows, in parallel: one
+/// pass over the rows where two would write `out` and read it back.
+pub fn add_row_pe(pool: &ThreadPool, x: &[f32], rows: usize, row: &[f32], pe: &[f32], out: &mut [f32], out_pe: &mut [f32]) {
     let c = row.len();
-    assert!(x.len() >= rows * c && out.len() >= rows * c, "add_row operand sizes");
-    let o = SharedMut::new(out);
+    let n = rows * c;
+    assert!(x.len() >= n && pe.len() >= n && out.len() >= n && out_pe.len() >= n, "add_row_pe operand sizes");
+    let (o, o_pe) = (SharedMut::new(out), SharedMut::new(out_pe));
     pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
         let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
-        // SAFETY: task t writes rows r only.
-        let dst = unsafe { o.rows(r.start * c, r.len() * c) };
-        for (d, s) in dst.chunks_exact_mut(c).zip(x[r.start * c..r.end * c].chunks_exact(c)) {
+        let span = r.start * c..r.end * c;
+        // SAFETY: task t writes rows r of each output only.
+        let (dst, dst_pe) = unsafe { (o.rows(span.start, span.len()), o_pe.rows(span.start, span.len())) };
+        let (x, pe) = (x[span.clone()].chunks_exact(c), pe[span].chunks_exact(c));
+        for (((d, d_pe), s), p) in dst.chunks_exact_mut(c).zip(dst_pe.chunks_exact_mut(c)).zip(x).zip(pe) {
             add_into(d, s, row);
+            add_into(d_pe, d, p);
         }
     });
 }

@@ -305,10 +305,10 @@ impl Ops for CpuOps {
         self.end(OpKind::Elementwise, started);
     }
 
-    fn add_row(&mut self, x: Buf, rows: usize, row: &Vec<f32>, out: Buf) {
+    fn add_row_pe(&mut self, x: Buf, rows: usize, row: &Vec<f32>, pe: Buf, out: Buf, out_pe: Buf) {
         let started = self.begin();
-        let ([x], o, pool, _) = self.io([x], out);
-        kernels::add_row(pool, x, rows, row, o);
+        let ([x, pe], [o, o_pe], pool, _) = self.io_many([x, pe], [out, out_pe]);
+        kernels::add_row_pe(pool, x, rows, row, pe, o, o_pe);
         self.end(OpKind::Elementwise, started);
     }
 

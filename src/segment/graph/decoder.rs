@@ -201,8 +201,7 @@ impl<O: Ops> Decoder<O> {
         ops.upload(tokens, &self.output_tokens);
         ops.upload(tokens.slice(OUTPUT_TOKENS * DIM, sparse.len()), sparse);
         ops.copy(tokens, tpe);
-        ops.add_row(embedding, KEYS, &self.no_mask, keys);
-        ops.add_into(keys, kpe, keys_pe);
+        ops.add_row_pe(embedding, KEYS, &self.no_mask, kpe, keys, keys_pe);
         for (i, l) in self.layers.iter().enumerate() {
             // Self-attention; the first layer's has no positional encoding and no residual.
             if i == 0 {
