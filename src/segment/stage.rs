@@ -5,8 +5,9 @@
 //! attachment: the logits at frame size (> 0 is target), the prompt used and where it came from,
 //! the engine, whether the mask was flagged. Config:
 //! `[segment]` ([`SegmentSettings`]). Without a prompt the stage passes frames on untouched and
-//! never loads the model. Latency budget: 40 ms on the CPU engine is the goal (it is slower
-//! today: see the benchmark in `tools/bench`); the CUDA engine is not built yet.
+//! never loads the model. Latency budget: 40 ms on the CPU engine, which the student encoder
+//! meets on two cores (LiteMedSAM's own encoder takes about 0.4 s; `sonoflow bench --model`);
+//! the CUDA engine is not built yet.
 //!
 //! New prompts can arrive at any time through the [`PromptInbox`] (the newest wins).
 
