@@ -109,17 +109,6 @@ pub struct AttentionWeights<'a> {
     pub max_keys: usize,
 }
 
-/// The image side of [`Ops::attend_image`]: its `rows` rows, their sum with the positional
-/// encoding (the queries, kept up to date), the encoding, and the norm after the residual.
-pub struct ImageUpdate<'a, V> {
-    pub x: Buf,
-    pub x_pe: Buf,
-    pub pe: Buf,
-    pub rows: usize,
-    pub norm: (&'a V, &'a V),
-    pub eps: f32,
-}
-
 pub trait Ops {
     /// A weight matrix (with bias) for `rows × in → rows × out` products.
     type Linear;
@@ -153,6 +142,19 @@ pub trait Ops {
     fn layer_norm(&mut self, x: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32, out: Buf);
     /// `x = LayerNorm(x + delta)` in place (a post-norm residual).
     fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Self::Vector, beta: &Self::Vector, eps: f32);
+    /// [`add_layer_norm`](Self::add_layer_norm), then also `x_pe = x + pe` in the same pass (the
+    /// decoder's keys and their positionally encoded copy).
+    #[allow(clippy::too_many_arguments)]
+    fn add_layer_norm_pe(
+        &mut self,
+        x: Buf,
+        delta: Buf,
+        rows: usize,
+        norm: (&Self::Vector, &Self::Vector),
+        eps: f32,
+        pe: Buf,
+        x_pe: Buf,
+    );
     /// Depthwise 3×3, padding 1, stride 1 or 2, on an image; optional GELU.
     fn depthwise(&mut self, x: Buf, shape: ImageShape, stride: usize, k: &Self::Depthwise, gelu: bool, out: Buf);
     /// TinyViT's MBConv on an image, in one op so an engine can keep the 4C-wide hidden layers
@@ -197,21 +199,6 @@ pub trait Ops {
     /// whichever side has fewer rows (the mask decoder's 7 tokens against 4096 image positions).
     #[allow(clippy::too_many_arguments)]
     fn attend(&mut self, w: &Self::Attention, q: Buf, nq: usize, k: Buf, v: Buf, nk: usize, out: Buf);
-    /// The image rows attend to a few tokens and take the result as a post-norm residual, with
-    /// their positionally encoded copy kept up to date (the mask decoder's image update):
-    /// `x = LayerNorm(x + attend(w, q = x_pe, k, v))`, then `x_pe = x + pe`, for `rows` rows;
-    /// `delta` (rows × dim) is scratch for the attention's output. An engine may finish each block
-    /// of rows while it is in cache.
-    #[allow(clippy::too_many_arguments)]
-    fn attend_image(
-        &mut self,
-        w: &Self::Attention,
-        image: ImageUpdate<'_, Self::Vector>,
-        k: Buf,
-        v: Buf,
-        nk: usize,
-        delta: Buf,
-    );
     /// 3×3 patches (padding 1) of an image as rows of 9·C, tap-major: for a full 3×3
     /// convolution as one product.
     fn im2col3x3(&mut self, x: Buf, shape: ImageShape, out: Buf);

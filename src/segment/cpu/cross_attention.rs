@@ -22,7 +22,7 @@
 use super::gemm::{
     Epilogue, PackedB, gemm, gemm_packed, gemm_serial_rows, pack_columns_into, pack_rows_into, packed_len,
 };
-use super::kernels::{SharedMut, add_layer_norm_pe_rows, dot8, softmax_columns, softmax_row};
+use super::kernels::{SharedMut, dot8, softmax_columns, softmax_row};
 use super::pool::ThreadPool;
 use crate::segment::ops::AttentionWeights;
 
@@ -276,26 +276,6 @@ impl CrossAttention {
     /// and `P · M + b_o`, where B and M fold the keys' and values' projections.
     fn many_queries(&self, pool: &ThreadPool, io: &Operands, out: &mut [f32], scratch: Scratch) {
         let Operands { q, nq, k, v, nk } = *io;
-        let d = self.dim;
-        let out = SharedMut::new(out);
-        self.many_queries_blocks(pool, nq, |r| &q[r * d..][..d], (k, v, nk), out, scratch, |_, _| {});
-    }
-
-    /// [`many_queries`](Self::many_queries) with the query rows from `query` and, after each block
-    /// of rows `r0..r0 + rows` is in `out` (nq × dim, written a block per task), `finish(r0, rows)`
-    /// on the same thread while the block is in cache. A block's query rows are read before its
-    /// output is written.
-    #[allow(clippy::too_many_arguments)]
-    fn many_queries_blocks<'q>(
-        &self,
-        pool: &ThreadPool,
-        nq: usize,
-        query: impl Fn(usize) -> &'q [f32] + Sync,
-        (k, v, nk): (&[f32], &[f32], usize),
-        out_ptr: SharedMut,
-        scratch: Scratch,
-        finish: impl Fn(usize, usize) + Sync,
-    ) {
         let Scratch { shared, per_thread, per_thread_len } = scratch;
         let (d, c, hd) = (self.dim, self.inner, self.head_dim());
         let width = self.heads * nk;
@@ -337,6 +317,7 @@ impl CrossAttention {
         }
         let b = pack_columns_into(b_packed, d, width, |r| &b_cols[r * d..(r + 1) * d], 1.0, b_bias);
         let m = pack_rows_into(m_packed, width, d, |r| &m[r * d..(r + 1) * d], &self.bo);
+        let out_ptr = SharedMut::new(out);
         let s_ptr = SharedMut::new(per_thread);
         pool.for_each_on_thread(nq.div_ceil(ROWS_PER_TASK), &|task, thread| {
             let rows = ROWS_PER_TASK.min(nq - task * ROWS_PER_TASK);
@@ -345,7 +326,9 @@ impl CrossAttention {
             let scores = unsafe { s_ptr.rows(thread * per_thread_len, rows * width) };
             let scores_at = SharedMut::new(scores);
             // SAFETY: the scores are this thread's scratch, rows × width.
-            unsafe { gemm_serial_rows(rows, |i| query(r0 + i), b, |i| scores_at.at(i * width), Epilogue::None) };
+            unsafe {
+                gemm_serial_rows(rows, |i| &q[(r0 + i) * d..][..d], b, |i| scores_at.at(i * width), Epilogue::None)
+            };
             for row in scores.chunks_exact_mut(width) {
                 softmax_columns(row, nk, heads_n);
             }
@@ -360,58 +343,8 @@ impl CrossAttention {
                     Epilogue::None,
                 )
             };
-            finish(r0, rows);
         });
     }
-
-    /// The image attends to the tokens, and the result goes straight into the image rows a block
-    /// at a time, while the block is in cache: `x = norm(x + attn(q = x_pe, k, v))`, then
-    /// `x_pe = x + pe` (the mask decoder's image update, which would otherwise write the
-    /// attention's output and read it back for the norm). `delta` receives the attention output.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attend_image_rows(
-        &self,
-        pool: &ThreadPool,
-        image: ImageRows,
-        nq: usize,
-        (k, v, nk): (&[f32], &[f32], usize),
-        delta: &mut [f32],
-        shared: &mut [f32],
-        per_thread: &mut [f32],
-    ) {
-        let d = self.dim;
-        let ImageRows { x, x_pe, pe, gamma, beta, eps } = image;
-        assert!(nq > nk && nk > 0, "attend_image_rows: many image rows over a few tokens");
-        assert!(x.len() >= nq * d && x_pe.len() >= nq * d && pe.len() >= nq * d && delta.len() >= nq * d);
-        assert!(k.len() >= nk * d && v.len() >= nk * d, "attention operands");
-        assert!(shared.len() >= self.scratch_len(nq, nk), "attention scratch");
-        let per_thread_len = per_thread.len() / pool.threads();
-        assert!(per_thread_len >= self.thread_scratch_len(nq, nk), "attention per-thread scratch");
-        let scratch = Scratch { shared, per_thread, per_thread_len };
-        let (x, x_pe) = (SharedMut::new(x), SharedMut::new(x_pe));
-        let delta_rows = SharedMut::new(delta);
-        // SAFETY (all three): the task of rows r0..r0 + rows reads and writes only those rows of
-        // x, x_pe and delta, and reads its queries before `finish` overwrites them.
-        let query = |r: usize| &*unsafe { x_pe.rows(r * d, d) };
-        let finish = |r0: usize, rows: usize| {
-            let span = (r0 * d, rows * d);
-            let (x, x_pe, delta) =
-                unsafe { (x.rows(span.0, span.1), x_pe.rows(span.0, span.1), delta_rows.rows(span.0, span.1)) };
-            add_layer_norm_pe_rows(x, delta, d, (gamma, beta, eps), &pe[span.0..][..span.1], x_pe);
-        };
-        self.many_queries_blocks(pool, nq, query, (k, v, nk), delta_rows, scratch, finish);
-    }
-}
-
-/// The image side of [`CrossAttention::attend_image_rows`]: its rows, their sum with the
-/// positional encoding, the encoding, and the norm after the residual.
-pub struct ImageRows<'a> {
-    pub x: &'a mut [f32],
-    pub x_pe: &'a mut [f32],
-    pub pe: &'a [f32],
-    pub gamma: &'a [f32],
-    pub beta: &'a [f32],
-    pub eps: f32,
 }
 
 /// `dst[c × r] = srcᵀ` for a row-major `src[r × c]`, in blocks of rows split over the pool.
@@ -502,34 +435,6 @@ mod tests {
         // A ragged last row block.
         check(3 * ROWS_PER_TASK + 5, 7);
         check(9, 2);
-    }
-
-    #[test]
-    fn the_image_update_is_attention_then_the_residual_norm_and_the_encoding() {
-        let (d, c, heads, nq, nk) = (32, 16, 4, 3 * ROWS_PER_TASK + 5, 7);
-        let sizes = [c * d, c, c * d, c, c * d, c, d * c, d];
-        let tensors: Vec<Vec<f32>> =
-            sizes.iter().enumerate().map(|(i, &n)| values(n, i + 1, if i % 2 == 0 { 0.6 } else { 0.2 })).collect();
-        let w = weights_of(&tensors, (d, c, heads), nq, nk);
-        let layer = CrossAttention::new(&w);
-        let (x0, pe, k, v) =
-            (values(nq * d, 9, 2.0), values(nq * d, 12, 1.0), values(nk * d, 10, 2.0), values(nk * d, 11, 2.0));
-        let (gamma, beta) = (values(d, 13, 1.0), values(d, 14, 0.5));
-        let x_pe0: Vec<f32> = x0.iter().zip(&pe).map(|(a, b)| a + b).collect();
-        let pool = ThreadPool::new(2).unwrap();
-        let mut shared = vec![f32::NAN; layer.scratch_len(nq, nk)];
-        let mut per_thread = vec![f32::NAN; 2 * layer.thread_scratch_len(nq, nk)];
-        // The separate steps: attention, then the residual norm, then the encoding.
-        let mut delta = vec![0.0; nq * d];
-        layer.attend(&pool, &x_pe0, nq, &k, &v, nk, &mut delta, &mut shared, &mut per_thread);
-        let mut want = x0.clone();
-        super::super::kernels::add_layer_norm(&pool, &mut want, &delta, nq, d, &gamma, &beta, 1e-5);
-        let want_pe: Vec<f32> = want.iter().zip(&pe).map(|(a, b)| a + b).collect();
-        // In one op.
-        let (mut x, mut x_pe, mut scratch) = (x0.clone(), x_pe0.clone(), vec![f32::NAN; nq * d]);
-        let image = ImageRows { x: &mut x, x_pe: &mut x_pe, pe: &pe, gamma: &gamma, beta: &beta, eps: 1e-5 };
-        layer.attend_image_rows(&pool, image, nq, (&k, &v, nk), &mut scratch, &mut shared, &mut per_thread);
-        assert_eq!((x, x_pe, scratch), (want, want_pe, delta), "the same arithmetic, in the same order");
     }
 
     #[test]

@@ -377,7 +377,8 @@ pub fn layer_norm(
 }
 
 /// `x = LayerNorm(x + delta)` over `rows` rows of `c` channels, in place, in parallel (the
-/// transformer's post-norm residual without a pass for the sum and one for a copy).
+/// transformer's post-norm residual without a pass for the sum and one for a copy); with
+/// `plus = (pe, x_pe)`, also `x_pe = x + pe` while the rows are in cache.
 #[allow(clippy::too_many_arguments)]
 pub fn add_layer_norm(
     pool: &ThreadPool,
@@ -388,43 +389,30 @@ pub fn add_layer_norm(
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
+    plus: Option<(&[f32], &mut [f32])>,
 ) {
     assert!(x.len() >= rows * c && delta.len() >= rows * c && gamma.len() == c && beta.len() == c);
     let p = SharedMut::new(x);
+    let plus = plus.map(|(pe, out)| {
+        assert!(pe.len() >= rows * c && out.len() >= rows * c, "add_layer_norm: positional encoding sizes");
+        (pe, SharedMut::new(out))
+    });
     pool.for_each(rows.div_ceil(ROWS_PER_TASK), &|t| {
         let r = t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows);
         let span = r.start * c..r.end * c;
         // SAFETY: task t reads and writes rows r only.
         let rows = unsafe { p.rows(span.start, span.len()) };
-        add_layer_norm_rows(rows, &delta[span], c, gamma, beta, eps);
+        add_layer_norm_rows(rows, &delta[span.clone()], c, gamma, beta, eps);
+        if let Some((pe, out)) = plus {
+            // SAFETY: task t writes rows r of the output only.
+            add_into(unsafe { out.rows(span.start, span.len()) }, rows, &pe[span]);
+        }
     });
-}
-
-/// On one thread: rows of `x += delta`, layer-normed in place (`norm` = gamma, beta, eps), then
-/// `x_pe = x + pe`.
-pub(crate) fn add_layer_norm_pe_rows(
-    x: &mut [f32],
-    delta: &[f32],
-    c: usize,
-    (gamma, beta, eps): (&[f32], &[f32], f32),
-    pe: &[f32],
-    x_pe: &mut [f32],
-) {
-    add_layer_norm_rows(x, delta, c, gamma, beta, eps);
-    add_into(x_pe, x, pe);
 }
 
 /// `out[r] = x[r] + row` and `out_pe[r] = out[r] + pe[r]` for `rows` rows, in parallel: one
 /// pass over the rows where two would write `out` and read it back.
-pub fn add_row_pe(
-    pool: &ThreadPool,
-    x: &[f32],
-    rows: usize,
-    row: &[f32],
-    pe: &[f32],
-    out: &mut [f32],
-    out_pe: &mut [f32],
-) {
+pub fn add_row_pe(pool: &ThreadPool, x: &[f32], rows: usize, row: &[f32], pe: &[f32], out: &mut [f32], out_pe: &mut [f32]) {
     let c = row.len();
     let n = rows * c;
     assert!(x.len() >= n && pe.len() >= n && out.len() >= n && out_pe.len() >= n, "add_row_pe operand sizes");

@@ -4,7 +4,7 @@
 //! slices with [`CpuOps::io`], which checks that what it writes overlaps nothing it reads.
 
 use super::attention::window_attention;
-use super::cross_attention::{CrossAttention, ImageRows};
+use super::cross_attention::CrossAttention;
 use super::depthwise::{DepthwiseArgs, depthwise3x3};
 use super::gemm::{self, PackedB};
 use super::kernels::{self, SharedMut};
@@ -12,7 +12,7 @@ use super::mbconv::{self, MbConvArgs};
 use super::mlp::{self, MlpArgs};
 use super::pool::ThreadPool;
 use super::upscale::{self, Upscaling};
-use crate::segment::ops::{AttentionWeights, Buf, Epilogue, ImageShape, ImageUpdate, Ops, WindowGeometry};
+use crate::segment::ops::{AttentionWeights, Buf, Epilogue, ImageShape, Ops, WindowGeometry};
 
 /// Scratch floats per thread: the fused MBConv's three hidden rows and one depthwise row at
 /// 256 × 256 × 256 (262 144) is the largest need; the fused MLP needs 76 800 at 320 channels,
@@ -244,7 +244,24 @@ impl Ops for CpuOps {
     fn add_layer_norm(&mut self, x: Buf, delta: Buf, rows: usize, gamma: &Vec<f32>, beta: &Vec<f32>, eps: f32) {
         let started = self.begin();
         let ([d], o, pool, _) = self.io([delta], x);
-        kernels::add_layer_norm(pool, o, d, rows, gamma.len(), gamma, beta, eps);
+        kernels::add_layer_norm(pool, o, d, rows, gamma.len(), gamma, beta, eps, None);
+        self.end(OpKind::LayerNorm, started);
+    }
+
+    fn add_layer_norm_pe(
+        &mut self,
+        x: Buf,
+        delta: Buf,
+        rows: usize,
+        norm: (&Vec<f32>, &Vec<f32>),
+        eps: f32,
+        pe: Buf,
+        x_pe: Buf,
+    ) {
+        let started = self.begin();
+        let ([d, pe], [o, o_pe], pool, _) = self.io_many([delta, pe], [x, x_pe]);
+        let (gamma, beta) = norm;
+        kernels::add_layer_norm(pool, o, d, rows, gamma.len(), gamma, beta, eps, Some((pe, o_pe)));
         self.end(OpKind::LayerNorm, started);
     }
 
@@ -308,25 +325,6 @@ impl Ops for CpuOps {
         let mut shared = std::mem::take(&mut self.attention_scratch);
         let ([q, k, v], o, pool, scratch) = self.io([q, k, v], out);
         w.attend(pool, q, nq, k, v, nk, o, &mut shared, scratch);
-        self.attention_scratch = shared;
-        self.end(OpKind::Attention, started);
-    }
-
-    fn attend_image(
-        &mut self,
-        w: &CrossAttention,
-        image: ImageUpdate<'_, Vec<f32>>,
-        k: Buf,
-        v: Buf,
-        nk: usize,
-        delta: Buf,
-    ) {
-        let started = self.begin();
-        let ImageUpdate { x, x_pe, pe, rows, norm: (gamma, beta), eps } = image;
-        let mut shared = std::mem::take(&mut self.attention_scratch);
-        let ([k, v, pe], [x, x_pe, delta], pool, scratch) = self.io_many([k, v, pe], [x, x_pe, delta]);
-        let image = ImageRows { x, x_pe, pe, gamma, beta, eps };
-        w.attend_image_rows(pool, image, rows, (k, v, nk), delta, &mut shared, scratch);
         self.attention_scratch = shared;
         self.end(OpKind::Attention, started);
     }

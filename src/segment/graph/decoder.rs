@@ -6,7 +6,7 @@
 use super::prompt::{DIM, MAX_SPARSE_TOKENS};
 use super::{WeightSource, linear, norm};
 use crate::model::WeightsError;
-use crate::segment::ops::{ArenaPlan, AttentionWeights, Buf, Epilogue, ImageUpdate, Ops};
+use crate::segment::ops::{ArenaPlan, AttentionWeights, Buf, Epilogue, Ops};
 
 const SIDE: usize = 64;
 const KEYS: usize = SIDE * SIDE;
@@ -220,15 +220,8 @@ impl<O: Ops> Decoder<O> {
             ops.add_layer_norm(tokens, t1, n, &l.norm3.0, &l.norm3.1, LN_EPS);
             // The image attends to the tokens (with the tokens just updated).
             ops.add_into(tokens, tpe, t0);
-            let image = ImageUpdate {
-                x: keys,
-                x_pe: keys_pe,
-                pe: kpe,
-                rows: KEYS,
-                norm: (&l.norm4.0, &l.norm4.1),
-                eps: LN_EPS,
-            };
-            ops.attend_image(&l.to_tokens, image, t0, tokens, n, delta);
+            ops.attend(&l.to_tokens, keys_pe, KEYS, t0, tokens, n, delta);
+            ops.add_layer_norm_pe(keys, delta, KEYS, (&l.norm4.0, &l.norm4.1), LN_EPS, kpe, keys_pe);
         }
         // Only the IoU token (row 0) and mask token 0 (row 1) are read after the last attention,
         // and its queries are independent: the other tokens need not ask.
