@@ -33,7 +33,7 @@ import lmsref  # noqa: E402
 
 torch = lmsref.import_torch()
 from embed import SonoflowTeacher  # noqa: E402
-from student import StudentEncoder  # noqa: E402
+from student import load_student  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -53,9 +53,7 @@ def box_of(mask, margin):
 class Models:
     def __init__(self, student_weights, sonoflow):
         self.teacher, _ = lmsref.build_model()
-        self.student = StudentEncoder()
-        state = torch.load(student_weights, map_location="cpu", weights_only=False)
-        self.student.load_state_dict(state.get("model", state) if "optimizer" in state else state)
+        self.student = load_student(student_weights)
         self.student.eval()
         self.embed = SonoflowTeacher(sonoflow)
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "reference"))
 import lmsref  # noqa: E402
 
 torch = lmsref.import_torch()
-from student import StudentEncoder, count, folded_tensors, write_sfweights  # noqa: E402
+from student import count, folded_tensors, load_student, write_sfweights  # noqa: E402
 
 
 def export_weights(model, out: Path):
@@ -92,11 +92,7 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "engines" / "student")
     ap.add_argument("--goldens", type=Path, default=ROOT / "tests" / "fixtures" / "student")
     args = ap.parse_args()
-    state = torch.load(args.weights, map_location="cpu", weights_only=False)
-    if "model" in state and "optimizer" in state:
-        state = state["model"]
-    model = StudentEncoder()
-    model.load_state_dict(state)
+    model = load_student(args.weights)
     model.eval()
     export_weights(model, args.out)
     export_goldens(model, args.goldens)

@@ -45,13 +45,13 @@ PATCH = 4
 
 
 class StudentEncoder(nn.Module):
-    def __init__(self):
+    def __init__(self, depth=DEPTH):
         super().__init__()
         self.stem = Conv2d_BN(PATCH * PATCH, C1, 1)
         self.mbconv = nn.ModuleList([MBConv(C1, C1, 4.0, nn.GELU, 0.0) for _ in range(2)])
         self.merge = PatchMerging((64, 64), C1, C2, nn.GELU)
         self.blocks = nn.ModuleList(
-            [TinyViTBlock(C2, (32, 32), HEADS, window_size=WINDOW, mlp_ratio=4.0) for _ in range(DEPTH)]
+            [TinyViTBlock(C2, (32, 32), HEADS, window_size=WINDOW, mlp_ratio=4.0) for _ in range(depth)]
         )
         self.up = nn.ConvTranspose2d(C2, EMBED_DIM, 2, 2)
         self.skip = nn.Conv2d(C1, EMBED_DIM, 1)
@@ -209,9 +209,40 @@ def write_sfweights(path: Path, tensors):
     path.write_bytes(header + body)
 
 
+def state_of(saved):
+    """The student's state dict from a saved student.pt or a training checkpoint.pt."""
+    return saved["model"] if "model" in saved and "optimizer" in saved else saved
+
+
+def depth_of(state):
+    """How many TinyViT blocks a student state dict holds."""
+    return len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+
+
+def load_student(path, device="cpu"):
+    """A student built to the depth its saved weights have, with those weights."""
+    state = state_of(torch.load(path, map_location=device, weights_only=False))
+    model = StudentEncoder(depth_of(state))
+    model.load_state_dict(state)
+    return model
+
+
+def keep_blocks(state, blocks):
+    """`state` with only the TinyViT blocks listed (in that order, renumbered from 0): a shallower
+    student started from a deeper one's weights."""
+    out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
+    for new, old in enumerate(blocks):
+        prefix = f"blocks.{old}."
+        for k, v in state.items():
+            if k.startswith(prefix):
+                out[f"blocks.{new}." + k[len(prefix):]] = v
+    return out
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    m = StudentEncoder()
+    depth = int(sys.argv[1]) if len(sys.argv) > 1 else DEPTH
+    m = StudentEncoder(depth)
     params, macs = count(m)
     print(json.dumps({"params": params, "macs": macs, "gflops": 2 * macs / 1e9}))
     sys.exit(0)

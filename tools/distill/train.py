@@ -40,7 +40,7 @@ import lmsref  # noqa: E402
 torch = lmsref.import_torch()
 import torch.nn.functional as F  # noqa: E402
 
-from student import StudentEncoder  # noqa: E402
+from student import DEPTH, StudentEncoder, depth_of, keep_blocks, state_of  # noqa: E402
 
 
 def parse():
@@ -58,6 +58,8 @@ def parse():
     ap.add_argument("--iou-weight", type=float, default=1.0,
                     help="stage 2: weight of the MSE between the decoder's IoU predictions from the student's and the teacher's embedding")
     ap.add_argument("--init", type=Path, help="start from these student weights (a student.pt) instead of from scratch")
+    ap.add_argument("--depth", type=int, help=f"TinyViT blocks (default: as many as --init has, else {DEPTH})")
+    ap.add_argument("--keep-blocks", help="with --init and a smaller --depth: which of its blocks to keep, e.g. 0,3")
     ap.add_argument("--point-fraction", type=float, default=0.2, help="stage-2 batches prompted by a point")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=25)
@@ -229,7 +231,16 @@ def main():
     views = Views(args.cache, args.limit_views)
     views.check_masks(args.stage2_steps)
     torch.manual_seed(args.seed)
-    student = StudentEncoder().to(dev)
+    init = state_of(torch.load(args.init, map_location=dev, weights_only=False)) if args.init else None
+    depth = args.depth or (depth_of(init) if init else DEPTH)
+    if init is not None and depth != depth_of(init):
+        if not args.keep_blocks:
+            raise SystemExit(f"train: --init has {depth_of(init)} blocks, --depth {depth}: say which with --keep-blocks")
+        kept = [int(b) for b in args.keep_blocks.split(",")]
+        if len(kept) != depth or not all(0 <= b < depth_of(init) for b in kept):
+            raise SystemExit(f"train: --keep-blocks {args.keep_blocks}: {depth} of blocks 0..{depth_of(init) - 1} expected")
+        init = keep_blocks(init, kept)
+    student = StudentEncoder(depth).to(dev)
     ckpt_path = args.out / "checkpoint.pt"
     log_path = args.out / "log.csv"
     total = args.stage1_steps + args.stage2_steps
@@ -240,8 +251,8 @@ def main():
         start = state["step"]
         if dist.main:
             print(f"train: resuming at step {start} from {ckpt_path}", flush=True)
-    elif args.init:
-        student.load_state_dict(torch.load(args.init, map_location=dev, weights_only=True))
+    elif init is not None:
+        student.load_state_dict(init)
         start = 0
         if dist.main:
             print(f"train: starting from the weights in {args.init}", flush=True)

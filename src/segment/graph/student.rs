@@ -11,7 +11,7 @@
 //!   stem         1×1 16→64, GELU                          4096 × 64
 //!   mbconv.0/1   MBConv(64)                               4096 × 64   (kept: the skip)
 //!   merge        PatchMerging 64→128, stride 2            1024 × 128
-//!   blocks.0-3   TinyViT block (128, 4 heads, window 16)  1024 × 128
+//!   blocks.*     TinyViT blocks (128, 4 heads, window 16) 1024 × 128  (as many as the weights hold)
 //!   up           ConvTranspose 2×2 s2 128→256             4096 × 256  (+ skip: 1×1 64→256)
 //!   neck         LayerNorm2d, depthwise 3×3, 1×1 256→256 (no bias), LayerNorm2d
 //! ```
@@ -30,7 +30,6 @@ const PATCH: usize = 4;
 /// Channels at 64×64 and at 32×32.
 const C1: usize = 64;
 const C2: usize = 128;
-const DEPTH: usize = 4;
 const HEADS: usize = 4;
 const WINDOW: usize = 16;
 const SIDE1: usize = INPUT_SIDE / PATCH;
@@ -68,7 +67,11 @@ pub struct StudentEncoder<O: Ops> {
 impl<O: Ops> StudentEncoder<O> {
     pub fn plan(ops: &mut O, w: &WeightSource, arena: &mut ArenaPlan) -> Result<Self, WeightsError> {
         let p = PREFIX;
-        let blocks = (0..DEPTH)
+        // As many TinyViT blocks as the weights hold (at least one: a file without any fails on
+        // the first block's tensors, naming them).
+        let holds_block = |i: usize| w.weights.names().any(|n| n.starts_with(&format!("{p}.blocks.{i}.")));
+        let depth = (0..).take_while(|&i| holds_block(i)).count().max(1);
+        let blocks = (0..depth)
             .map(|i| Block::load(ops, w, &format!("{p}.blocks.{i}"), window_geometry(SIDE2, WINDOW, HEADS, C2)))
             .collect::<Result<Vec<_>, _>>()?;
         let neck_pw = {
