@@ -412,7 +412,15 @@ pub fn add_layer_norm(
 
 /// `out[r] = x[r] + row` and `out_pe[r] = out[r] + pe[r]` for `rows` rows, in parallel: one
 /// pass over the rows where two would write `out` and read it back.
-pub fn add_row_pe(pool: &ThreadPool, x: &[f32], rows: usize, row: &[f32], pe: &[f32], out: &mut [f32], out_pe: &mut [f32]) {
+pub fn add_row_pe(
+    pool: &ThreadPool,
+    x: &[f32],
+    rows: usize,
+    row: &[f32],
+    pe: &[f32],
+    out: &mut [f32],
+    out_pe: &mut [f32],
+) {
     let c = row.len();
     let n = rows * c;
     assert!(x.len() >= n && pe.len() >= n && out.len() >= n && out_pe.len() >= n, "add_row_pe operand sizes");
