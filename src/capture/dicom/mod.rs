@@ -1,0 +1,390 @@
+//! DICOM cine replay: a multi-frame ultrasound file (US Multi-frame Image Storage, or any
+//! multi-frame image) exported from a scanner, played as a stream.
+//!
+//! Every frame is decoded to grey when the file is opened (uncompressed, RLE and JPEG through
+//! dicom-pixeldata's pure-Rust codecs), so `fill` is one crop copy and never allocates. Pacing
+//! follows the file: Frame Time Vector, else Frame Time, else Cine Rate, else 30 fps (logged).
+//! Spacing comes from `capture.spacing_mm`, else the first ultrasound region measured in cm
+//! (whose rectangle is also the default crop: scanners export the whole screen, annotations
+//! included), else Pixel Spacing, else 1 mm (logged). Colour frames (RGB, or YBR decoded to RGB)
+//! become luma; MONOCHROME1 is inverted so that bright always means echo.
+//!
+//! The file is untrusted: sizes are checked against the header and the data before anything is
+//! allocated from them, RLE Lossless is decoded here (dicom-pixeldata's RLE decoder indexes and
+//! allocates from the fragment headers unchecked), and a panic inside the other codecs becomes
+//! an error naming the file.
+
+mod checks;
+mod rle;
+
+use std::path::{Path, PathBuf};
+
+use dicom_object::{DefaultDicomObject, InMemDicomObject, Tag};
+use dicom_pixeldata::PixelDecoder;
+
+use crate::capture::settings::Roi;
+use crate::capture::{CaptureError, Next, Pace, Source, SourceFormat};
+use crate::frame::{Frame, PixelData};
+use crate::pipeline::clock::Clock;
+
+const FRAME_TIME: Tag = Tag(0x0018, 0x1063);
+const FRAME_TIME_VECTOR: Tag = Tag(0x0018, 0x1065);
+const CINE_RATE: Tag = Tag(0x0018, 0x0040);
+const PIXEL_SPACING: Tag = Tag(0x0028, 0x0030);
+const ULTRASOUND_REGIONS: Tag = Tag(0x0018, 0x6011);
+const REGION_MIN_X0: Tag = Tag(0x0018, 0x6018);
+const REGION_MIN_Y0: Tag = Tag(0x0018, 0x601A);
+const REGION_MAX_X1: Tag = Tag(0x0018, 0x601C);
+const REGION_MAX_Y1: Tag = Tag(0x0018, 0x601E);
+const UNITS_X: Tag = Tag(0x0018, 0x6024);
+const UNITS_Y: Tag = Tag(0x0018, 0x6026);
+const DELTA_X: Tag = Tag(0x0018, 0x602C);
+const DELTA_Y: Tag = Tag(0x0018, 0x602E);
+const SAMPLES_PER_PIXEL: Tag = Tag(0x0028, 0x0002);
+const PHOTOMETRIC_INTERPRETATION: Tag = Tag(0x0028, 0x0004);
+const NUMBER_OF_FRAMES: Tag = Tag(0x0028, 0x0008);
+const ROWS: Tag = Tag(0x0028, 0x0010);
+const COLUMNS: Tag = Tag(0x0028, 0x0011);
+const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
+const BITS_STORED: Tag = Tag(0x0028, 0x0101);
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// Physical Units X/Y Direction code for centimetres.
+const UNITS_CM: u16 = 3;
+/// Used when the file gives no timing at all: a common scanner frame rate.
+const FALLBACK_RATE_HZ: f64 = 30.0;
+/// Decoded frames live in memory; past this a file is refused rather than exhausting it.
+const MAX_DECODED_BYTES: usize = 4 << 30;
+/// Largest frame side accepted (as for sequence files): ultrasound frames are at most a few
+/// thousand pixels wide, and a decoder sizes its buffers from the header's Rows and Columns.
+const MAX_FRAME_SIDE: u64 = 8192;
+/// Most decoded bytes one byte of compressed pixel data can give (JPEG at its densest gives
+/// about 1000, RLE 64); the margin keeps every real file clear of it.
+const MAX_EXPANSION: u64 = 4096;
+/// Frame times past this (a day) are corrupt, not a slow cine.
+const MAX_FRAME_TIME_S: f64 = 86_400.0;
+
+/// How the config shapes a DICOM replay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DicomOptions {
+    pub pace: Pace,
+    pub looping: bool,
+    pub roi_px: Option<[usize; 4]>,
+    pub spacing_mm: Option<[f64; 2]>,
+}
+
+pub struct DicomCineSource {
+    path: PathBuf,
+    /// All frames, decoded, `columns × rows` samples each.
+    pixels: PixelData,
+    columns: usize,
+    rows: usize,
+    frame_count: usize,
+    roi: Roi,
+    spacing_mm: [f64; 2],
+    /// Start time of each frame relative to the first, in s.
+    times_s: Vec<f64>,
+    /// One loop's duration: last start plus one frame's duration.
+    loop_period_s: f64,
+    pace: Pace,
+    looping: bool,
+    next: usize,
+    loop_offset_s: f64,
+    start_ns: Option<u64>,
+}
+
+fn fail(path: &Path, message: impl Into<String>) -> CaptureError {
+    CaptureError::Failed { source_name: path.display().to_string(), message: message.into() }
+}
+
+fn float(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
+    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok())
+}
+
+fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_multi_float64().ok())
+}
+
+fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<i64>().ok())
+}
+
+/// The ultrasound region to use: the first one measured in cm along both axes, as
+/// `(crop, [column, row] spacing in mm)`.
+fn ultrasound_region(obj: &InMemDicomObject) -> Option<([usize; 4], [f64; 2])> {
+    let regions = obj.element_opt(ULTRASOUND_REGIONS).ok().flatten()?.items()?;
+    regions.iter().find_map(|r| {
+        let cm = |tag| int(r, tag) == Some(UNITS_CM as i64);
+        if !(cm(UNITS_X) && cm(UNITS_Y)) {
+            return None;
+        }
+        let (dx, dy) = (float(r, DELTA_X)?, float(r, DELTA_Y)?);
+        let (x0, y0, x1, y1) =
+            (int(r, REGION_MIN_X0)?, int(r, REGION_MIN_Y0)?, int(r, REGION_MAX_X1)?, int(r, REGION_MAX_Y1)?);
+        if !(dx > 0.0 && dy > 0.0 && dx.is_finite() && dy.is_finite() && x0 >= 0 && y0 >= 0 && x1 >= x0 && y1 >= y0) {
+            return None;
+        }
+        // Region bounds are inclusive pixel coordinates; values too large for a size are refused
+        // later, when the crop does not fit the frame.
+        let size = |lo: i64, hi: i64| usize::try_from(hi.checked_sub(lo)?.checked_add(1)?).ok();
+        let crop = [usize::try_from(x0).ok()?, usize::try_from(y0).ok()?, size(x0, x1)?, size(y0, y1)?];
+        Some((crop, [dx * 10.0, dy * 10.0]))
+    })
+}
+
+/// Frame start times (s, first frame at 0) and one loop's duration.
+fn frame_times(obj: &InMemDicomObject, frames: usize, path: &Path) -> (Vec<f64>, f64) {
+    // Frame Time Vector holds the time since the previous frame, first entry 0.
+    let plausible = |t: f64| (0.0..=MAX_FRAME_TIME_S * 1000.0).contains(&t);
+    if let Some(v) = floats(obj, FRAME_TIME_VECTOR).filter(|v| v.len() == frames && v.iter().all(|t| plausible(*t))) {
+        let mut t = 0.0;
+        let times: Vec<f64> = v
+            .iter()
+            .enumerate()
+            .map(|(i, dt)| {
+                if i > 0 {
+                    t += dt / 1000.0;
+                }
+                t
+            })
+            .collect();
+        let mean = if frames > 1 { t / (frames - 1) as f64 } else { 1.0 / FALLBACK_RATE_HZ };
+        return (times, t + mean);
+    }
+    let interval_s = match (float(obj, FRAME_TIME), float(obj, CINE_RATE)) {
+        (Some(ms), _) if ms > 0.0 && plausible(ms) => ms / 1000.0,
+        (_, Some(rate)) if rate > 0.0 && plausible(1000.0 / rate) => 1.0 / rate,
+        _ => {
+            tracing::warn!("{}: no frame time or cine rate; playing at {FALLBACK_RATE_HZ} fps", path.display());
+            1.0 / FALLBACK_RATE_HZ
+        }
+    };
+    ((0..frames).map(|i| i as f64 * interval_s).collect(), frames as f64 * interval_s)
+}
+
+/// An attribute as an unsigned integer, `None` when absent or not a number.
+fn uint(obj: &InMemDicomObject, tag: Tag) -> Option<u64> {
+    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u64>().ok())
+}
+
+/// Decoded samples, little-endian, pixel-interleaved unless `planar`.
+struct Samples<'a> {
+    data: std::borrow::Cow<'a, [u8]>,
+    rows: usize,
+    columns: usize,
+    frames: usize,
+    samples: usize,
+    bits: u16,
+    bits_stored: u16,
+    photometric: String,
+    planar: bool,
+}
+
+/// The text of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<&str>().copied().or(payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
+}
+
+/// Decoded samples of all frames to grey, `frames × rows × columns`.
+fn to_grey(path: &Path, obj: &DefaultDicomObject) -> Result<(PixelData, usize, usize, usize), CaptureError> {
+    checks::check_declared_size(path, obj)?;
+    let decoded;
+    let s = if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
+        rle::decode_rle(path, obj)?
+    } else {
+        // dicom-pixeldata's codecs can panic on corrupt data (the JPEG adapter copies a frame
+        // into a buffer sized from the header without checking); that is the file's fault, and
+        // reported as such.
+        decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|p| {
+                fail(path, format!("cannot decode the pixel data: the decoder failed on it ({})", panic_text(&*p)))
+            })?
+            .map_err(|e| fail(path, format!("cannot decode the pixel data: {e}")))?;
+        Samples {
+            data: std::borrow::Cow::Borrowed(decoded.data()),
+            rows: decoded.rows() as usize,
+            columns: decoded.columns() as usize,
+            frames: decoded.number_of_frames() as usize,
+            samples: decoded.samples_per_pixel() as usize,
+            bits: decoded.bits_allocated(),
+            bits_stored: decoded.bits_stored(),
+            photometric: decoded.photometric_interpretation().to_string(),
+            planar: decoded.planar_configuration() as u8 == 1,
+        }
+    };
+    let (rows, columns, frames, samples, bits) = (s.rows, s.columns, s.frames, s.samples, s.bits);
+    let pixels = rows * columns * frames;
+    if pixels == 0 {
+        return Err(fail(path, "the file holds no image frames"));
+    }
+    if pixels.saturating_mul(samples).saturating_mul(bits as usize / 8) > MAX_DECODED_BYTES {
+        return Err(fail(path, format!("{frames} frames of {columns}x{rows} are too large to hold in memory")));
+    }
+    let (data, photometric, planar) = (&s.data[..], s.photometric.as_str(), s.planar);
+    let expected = pixels * samples * (bits as usize).div_ceil(8);
+    if data.len() < expected {
+        return Err(fail(path, format!("pixel data holds {} bytes, {expected} expected", data.len())));
+    }
+    let grey = match (bits, samples) {
+        (8, 1) => {
+            let mut v = data[..pixels].to_vec();
+            if photometric == "MONOCHROME1" {
+                v.iter_mut().for_each(|p| *p = 255 - *p);
+            }
+            PixelData::Gray8(v)
+        }
+        (16, 1) => {
+            let mut v: Vec<u16> =
+                data[..pixels * 2].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+            if photometric == "MONOCHROME1" {
+                let max = ((1u32 << s.bits_stored.min(16)) - 1) as u16;
+                v.iter_mut().for_each(|p| *p = max.saturating_sub(*p));
+            }
+            PixelData::Gray16(v)
+        }
+        (8, 3) if photometric == "RGB" || photometric == "YBR_FULL" => {
+            let frame_px = rows * columns;
+            let ybr = photometric == "YBR_FULL";
+            // YBR_FULL's first sample is the luma itself.
+            let luma = |r: u8, g: u8, b: u8| {
+                if ybr { r } else { ((299 * r as u32 + 587 * g as u32 + 114 * b as u32 + 500) / 1000) as u8 }
+            };
+            let v = (0..pixels)
+                .map(|i| {
+                    if planar {
+                        let (f, p) = (i / frame_px, i % frame_px);
+                        let base = f * frame_px * 3 + p;
+                        luma(data[base], data[base + frame_px], data[base + 2 * frame_px])
+                    } else {
+                        luma(data[3 * i], data[3 * i + 1], data[3 * i + 2])
+                    }
+                })
+                .collect();
+            PixelData::Gray8(v)
+        }
+        _ => {
+            return Err(fail(
+                path,
+                format!("unsupported pixels: {bits} bits, {samples} samples per pixel, {photometric}"),
+            ));
+        }
+    };
+    Ok((grey, rows, columns, frames))
+}
+
+impl DicomCineSource {
+    pub fn open(path: &Path, options: DicomOptions) -> Result<Self, CaptureError> {
+        checks::check_lengths(path)?;
+        let obj = dicom_object::open_file(path).map_err(|e| fail(path, format!("not a readable DICOM file: {e}")))?;
+        let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+        let (pixels, rows, columns, frame_count) = to_grey(path, &obj).map_err(|e| match e {
+            CaptureError::Failed { source_name, message } => {
+                CaptureError::Failed { source_name, message: format!("{message} (transfer syntax {ts})") }
+            }
+            other => other,
+        })?;
+        let region = ultrasound_region(&obj);
+        let crop = options.roi_px.or(region.map(|(crop, _)| crop));
+        let roi = Roi::within(crop, columns, rows)
+            .map_err(|m| fail(path, format!("crop (capture.roi_px or the ultrasound region) {m}")))?;
+        let spacing_mm = match (options.spacing_mm, region, floats(&obj, PIXEL_SPACING)) {
+            (Some(s), _, _) => s,
+            (None, Some((_, s)), _) => s,
+            // Pixel Spacing is (row spacing, column spacing).
+            (None, None, Some(ps)) if ps.len() == 2 && ps.iter().all(|s| *s > 0.0) => [ps[1], ps[0]],
+            _ => {
+                tracing::warn!("{}: no pixel spacing or ultrasound region; assuming 1 mm", path.display());
+                [1.0, 1.0]
+            }
+        };
+        let (times_s, loop_period_s) = frame_times(&obj, frame_count, path);
+        Ok(DicomCineSource {
+            path: path.to_path_buf(),
+            pixels,
+            columns,
+            rows,
+            frame_count,
+            roi,
+            spacing_mm,
+            times_s,
+            loop_period_s,
+            pace: options.pace,
+            looping: options.looping,
+            next: 0,
+            loop_offset_s: 0.0,
+            start_ns: None,
+        })
+    }
+
+    pub fn frame_count(&self) -> usize {
+        self.frame_count
+    }
+
+    pub fn spacing_mm(&self) -> [f64; 2] {
+        self.spacing_mm
+    }
+
+    /// Start time of frame `index` relative to the first, in s.
+    pub fn frame_time_s(&self, index: usize) -> f64 {
+        self.times_s[index]
+    }
+}
+
+impl Source for DicomCineSource {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn format(&self) -> SourceFormat {
+        SourceFormat { width: self.roi.width, height: self.roi.height, pixel_format: self.pixels.format() }
+    }
+
+    fn wait_next(&mut self, clock: &mut Clock, keep_waiting: &dyn Fn() -> bool) -> Result<Next, CaptureError> {
+        if self.next >= self.frame_count {
+            if !self.looping {
+                return Ok(Next::End);
+            }
+            self.next = 0;
+            self.loop_offset_s += self.loop_period_s;
+        }
+        if self.pace == Pace::Recorded {
+            let start = *self.start_ns.get_or_insert_with(|| clock.now_ns());
+            let due_ns = start.saturating_add(((self.times_s[self.next] + self.loop_offset_s) * 1e9) as u64);
+            if !clock.sleep_until_ns(due_ns, keep_waiting) {
+                return Ok(Next::End);
+            }
+        }
+        Ok(Next::Ready)
+    }
+
+    fn fill(&mut self, frame: &mut Frame) -> Result<(), CaptureError> {
+        let frame_px = self.columns * self.rows;
+        let range = self.next * frame_px..(self.next + 1) * frame_px;
+        let copied = match (&self.pixels, frame.image.pixels.data_mut()) {
+            (PixelData::Gray8(src), PixelData::Gray8(dst)) => self.roi.copy(&src[range], self.columns, dst),
+            (PixelData::Gray16(src), PixelData::Gray16(dst)) => self.roi.copy(&src[range], self.columns, dst),
+            _ => Err("the frame buffer's pixel format differs from the file's".to_string()),
+        };
+        copied.map_err(|message| CaptureError::BadFrame {
+            source_name: self.path.display().to_string(),
+            frame: self.next,
+            message,
+        })?;
+        frame.image.width = self.roi.width;
+        frame.image.height = self.roi.height;
+        frame.image.spacing_mm = self.spacing_mm;
+        frame.capture_time_s = self.times_s[self.next] + self.loop_offset_s;
+        frame.image_ok = true;
+        frame.transforms.clear();
+        frame.mask = None;
+        self.next += 1;
+        Ok(())
+    }
+}
+
+/// True when `path` starts like a DICOM Part 10 file ("DICM" after the 128-byte preamble).
+pub fn looks_like_dicom(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 132];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head[128..] == b"DICM"
+}
