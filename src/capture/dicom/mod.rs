@@ -15,6 +15,7 @@
 //! an error naming the file.
 
 mod checks;
+mod regions;
 mod rle;
 
 use std::path::{Path, PathBuf};
@@ -31,15 +32,6 @@ const FRAME_TIME: Tag = Tag(0x0018, 0x1063);
 const FRAME_TIME_VECTOR: Tag = Tag(0x0018, 0x1065);
 const CINE_RATE: Tag = Tag(0x0018, 0x0040);
 const PIXEL_SPACING: Tag = Tag(0x0028, 0x0030);
-const ULTRASOUND_REGIONS: Tag = Tag(0x0018, 0x6011);
-const REGION_MIN_X0: Tag = Tag(0x0018, 0x6018);
-const REGION_MIN_Y0: Tag = Tag(0x0018, 0x601A);
-const REGION_MAX_X1: Tag = Tag(0x0018, 0x601C);
-const REGION_MAX_Y1: Tag = Tag(0x0018, 0x601E);
-const UNITS_X: Tag = Tag(0x0018, 0x6024);
-const UNITS_Y: Tag = Tag(0x0018, 0x6026);
-const DELTA_X: Tag = Tag(0x0018, 0x602C);
-const DELTA_Y: Tag = Tag(0x0018, 0x602E);
 const SAMPLES_PER_PIXEL: Tag = Tag(0x0028, 0x0002);
 const PHOTOMETRIC_INTERPRETATION: Tag = Tag(0x0028, 0x0004);
 const NUMBER_OF_FRAMES: Tag = Tag(0x0028, 0x0008);
@@ -49,8 +41,6 @@ const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
 const BITS_STORED: Tag = Tag(0x0028, 0x0101);
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
-/// Physical Units X/Y Direction code for centimetres.
-const UNITS_CM: u16 = 3;
 /// Used when the file gives no timing at all: a common scanner frame rate.
 const FALLBACK_RATE_HZ: f64 = 30.0;
 /// Decoded frames live in memory; past this a file is refused rather than exhausting it.
@@ -109,27 +99,31 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
     obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<i64>().ok())
 }
 
-/// The ultrasound region to use: the first one measured in cm along both axes, as
-/// `(crop, [column, row] spacing in mm)`.
-fn ultrasound_region(obj: &InMemDicomObject) -> Option<([usize; 4], [f64; 2])> {
-    let regions = obj.element_opt(ULTRASOUND_REGIONS).ok().flatten()?.items()?;
-    regions.iter().find_map(|r| {
-        let cm = |tag| int(r, tag) == Some(UNITS_CM as i64);
-        if !(cm(UNITS_X) && cm(UNITS_Y)) {
-            return None;
+/// The crop `[x, y, width, height]` and the [column, row] spacing in mm of the file's ultrasound
+/// region (see `regions`): clamped when it overshoots the frame by a pixel or two, `None` (with
+/// a warning) when it does not fit at all.
+fn file_region(path: &Path, obj: &InMemDicomObject, columns: usize, rows: usize) -> Option<([usize; 4], [f64; 2])> {
+    let all = regions::read(obj);
+    let region = regions::choose(&all)?;
+    match region.fit(columns, rows) {
+        regions::Fit::Inside(crop) => Some((crop, region.spacing_mm)),
+        regions::Fit::Clamped(crop) => {
+            tracing::debug!(
+                "{}: ultrasound region {} overshoots the {columns}x{rows} frame; clamped to {crop:?}",
+                path.display(),
+                region.describe()
+            );
+            Some((crop, region.spacing_mm))
         }
-        let (dx, dy) = (float(r, DELTA_X)?, float(r, DELTA_Y)?);
-        let (x0, y0, x1, y1) =
-            (int(r, REGION_MIN_X0)?, int(r, REGION_MIN_Y0)?, int(r, REGION_MAX_X1)?, int(r, REGION_MAX_Y1)?);
-        if !(dx > 0.0 && dy > 0.0 && dx.is_finite() && dy.is_finite() && x0 >= 0 && y0 >= 0 && x1 >= x0 && y1 >= y0) {
-            return None;
+        regions::Fit::Outside => {
+            tracing::warn!(
+                "{}: ultrasound region {} does not fit the {columns}x{rows} frame; ignoring it (spacing from Pixel Spacing, the whole frame)",
+                path.display(),
+                region.describe()
+            );
+            None
         }
-        // Region bounds are inclusive pixel coordinates; values too large for a size are refused
-        // later, when the crop does not fit the frame.
-        let size = |lo: i64, hi: i64| usize::try_from(hi.checked_sub(lo)?.checked_add(1)?).ok();
-        let crop = [usize::try_from(x0).ok()?, usize::try_from(y0).ok()?, size(x0, x1)?, size(y0, y1)?];
-        Some((crop, [dx * 10.0, dy * 10.0]))
-    })
+    }
 }
 
 /// Frame start times (s, first frame at 0) and one loop's duration.
@@ -283,15 +277,20 @@ impl DicomCineSource {
             }
             other => other,
         })?;
-        let region = ultrasound_region(&obj);
-        let crop = options.roi_px.or(region.map(|(crop, _)| crop));
-        let roi = Roi::within(crop, columns, rows)
-            .map_err(|m| fail(path, format!("crop (capture.roi_px or the ultrasound region) {m}")))?;
+        let region = file_region(path, &obj, columns, rows);
+        let roi = match (options.roi_px, region) {
+            (Some(crop), _) => {
+                Roi::within(Some(crop), columns, rows).map_err(|m| fail(path, format!("crop capture.roi_px {m}")))?
+            }
+            (None, Some((crop, _))) => Roi::within(Some(crop), columns, rows)
+                .map_err(|m| fail(path, format!("crop from the ultrasound region {m}")))?,
+            (None, None) => Roi::full(columns, rows),
+        };
         let spacing_mm = match (options.spacing_mm, region, floats(&obj, PIXEL_SPACING)) {
             (Some(s), _, _) => s,
             (None, Some((_, s)), _) => s,
             // Pixel Spacing is (row spacing, column spacing).
-            (None, None, Some(ps)) if ps.len() == 2 && ps.iter().all(|s| *s > 0.0) => [ps[1], ps[0]],
+            (None, None, Some(ps)) if ps.len() == 2 && ps.iter().all(|s| *s > 0.0 && s.is_finite()) => [ps[1], ps[0]],
             _ => {
                 tracing::warn!("{}: no pixel spacing or ultrasound region; assuming 1 mm", path.display());
                 [1.0, 1.0]
