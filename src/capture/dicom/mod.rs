@@ -15,13 +15,15 @@
 //! an error naming the file.
 
 mod checks;
+mod grey;
+mod palette;
 mod regions;
 mod rle;
+mod transfer_syntax;
 
 use std::path::{Path, PathBuf};
 
-use dicom_object::{DefaultDicomObject, InMemDicomObject, Tag};
-use dicom_pixeldata::PixelDecoder;
+use dicom_object::{InMemDicomObject, Tag};
 
 use crate::capture::settings::Roi;
 use crate::capture::{CaptureError, Next, Pace, Source, SourceFormat};
@@ -40,7 +42,6 @@ const COLUMNS: Tag = Tag(0x0028, 0x0011);
 const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
 const BITS_STORED: Tag = Tag(0x0028, 0x0101);
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
-const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 /// Used when the file gives no timing at all: a common scanner frame rate.
 const FALLBACK_RATE_HZ: f64 = 30.0;
 /// Decoded frames live in memory; past this a file is refused rather than exhausting it.
@@ -161,117 +162,12 @@ fn uint(obj: &InMemDicomObject, tag: Tag) -> Option<u64> {
     obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u64>().ok())
 }
 
-/// Decoded samples, little-endian, pixel-interleaved unless `planar`.
-struct Samples<'a> {
-    data: std::borrow::Cow<'a, [u8]>,
-    rows: usize,
-    columns: usize,
-    frames: usize,
-    samples: usize,
-    bits: u16,
-    bits_stored: u16,
-    photometric: String,
-    planar: bool,
-}
-
-/// The text of a panic payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload.downcast_ref::<&str>().copied().or(payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
-}
-
-/// Decoded samples of all frames to grey, `frames × rows × columns`.
-fn to_grey(path: &Path, obj: &DefaultDicomObject) -> Result<(PixelData, usize, usize, usize), CaptureError> {
-    checks::check_declared_size(path, obj)?;
-    let decoded;
-    let s = if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
-        rle::decode_rle(path, obj)?
-    } else {
-        // dicom-pixeldata's codecs can panic on corrupt data (the JPEG adapter copies a frame
-        // into a buffer sized from the header without checking); that is the file's fault, and
-        // reported as such.
-        decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
-            .map_err(|p| {
-                fail(path, format!("cannot decode the pixel data: the decoder failed on it ({})", panic_text(&*p)))
-            })?
-            .map_err(|e| fail(path, format!("cannot decode the pixel data: {e}")))?;
-        Samples {
-            data: std::borrow::Cow::Borrowed(decoded.data()),
-            rows: decoded.rows() as usize,
-            columns: decoded.columns() as usize,
-            frames: decoded.number_of_frames() as usize,
-            samples: decoded.samples_per_pixel() as usize,
-            bits: decoded.bits_allocated(),
-            bits_stored: decoded.bits_stored(),
-            photometric: decoded.photometric_interpretation().to_string(),
-            planar: decoded.planar_configuration() as u8 == 1,
-        }
-    };
-    let (rows, columns, frames, samples, bits) = (s.rows, s.columns, s.frames, s.samples, s.bits);
-    let pixels = rows * columns * frames;
-    if pixels == 0 {
-        return Err(fail(path, "the file holds no image frames"));
-    }
-    if pixels.saturating_mul(samples).saturating_mul(bits as usize / 8) > MAX_DECODED_BYTES {
-        return Err(fail(path, format!("{frames} frames of {columns}x{rows} are too large to hold in memory")));
-    }
-    let (data, photometric, planar) = (&s.data[..], s.photometric.as_str(), s.planar);
-    let expected = pixels * samples * (bits as usize).div_ceil(8);
-    if data.len() < expected {
-        return Err(fail(path, format!("pixel data holds {} bytes, {expected} expected", data.len())));
-    }
-    let grey = match (bits, samples) {
-        (8, 1) => {
-            let mut v = data[..pixels].to_vec();
-            if photometric == "MONOCHROME1" {
-                v.iter_mut().for_each(|p| *p = 255 - *p);
-            }
-            PixelData::Gray8(v)
-        }
-        (16, 1) => {
-            let mut v: Vec<u16> =
-                data[..pixels * 2].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
-            if photometric == "MONOCHROME1" {
-                let max = ((1u32 << s.bits_stored.min(16)) - 1) as u16;
-                v.iter_mut().for_each(|p| *p = max.saturating_sub(*p));
-            }
-            PixelData::Gray16(v)
-        }
-        (8, 3) if photometric == "RGB" || photometric == "YBR_FULL" => {
-            let frame_px = rows * columns;
-            let ybr = photometric == "YBR_FULL";
-            // YBR_FULL's first sample is the luma itself.
-            let luma = |r: u8, g: u8, b: u8| {
-                if ybr { r } else { ((299 * r as u32 + 587 * g as u32 + 114 * b as u32 + 500) / 1000) as u8 }
-            };
-            let v = (0..pixels)
-                .map(|i| {
-                    if planar {
-                        let (f, p) = (i / frame_px, i % frame_px);
-                        let base = f * frame_px * 3 + p;
-                        luma(data[base], data[base + frame_px], data[base + 2 * frame_px])
-                    } else {
-                        luma(data[3 * i], data[3 * i + 1], data[3 * i + 2])
-                    }
-                })
-                .collect();
-            PixelData::Gray8(v)
-        }
-        _ => {
-            return Err(fail(
-                path,
-                format!("unsupported pixels: {bits} bits, {samples} samples per pixel, {photometric}"),
-            ));
-        }
-    };
-    Ok((grey, rows, columns, frames))
-}
-
 impl DicomCineSource {
     pub fn open(path: &Path, options: DicomOptions) -> Result<Self, CaptureError> {
         checks::check_lengths(path)?;
         let obj = dicom_object::open_file(path).map_err(|e| fail(path, format!("not a readable DICOM file: {e}")))?;
         let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-        let (pixels, rows, columns, frame_count) = to_grey(path, &obj).map_err(|e| match e {
+        let (pixels, rows, columns, frame_count) = grey::to_grey(path, &obj).map_err(|e| match e {
             CaptureError::Failed { source_name, message } => {
                 CaptureError::Failed { source_name, message: format!("{message} (transfer syntax {ts})") }
             }

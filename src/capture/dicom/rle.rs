@@ -5,9 +5,10 @@ use std::path::Path;
 
 use dicom_object::DefaultDicomObject;
 
+use super::grey::Samples;
 use super::{
     BITS_ALLOCATED, BITS_STORED, COLUMNS, NUMBER_OF_FRAMES, PHOTOMETRIC_INTERPRETATION, PIXEL_DATA, ROWS,
-    SAMPLES_PER_PIXEL, Samples, fail, uint,
+    SAMPLES_PER_PIXEL, fail, uint,
 };
 use crate::capture::CaptureError;
 
