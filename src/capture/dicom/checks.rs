@@ -266,7 +266,56 @@ pub(super) fn check_declared_size(path: &Path, obj: &DefaultDicomObject) -> Resu
             ));
         }
     }
+    // So does the JPEG 2000 decoder, from each codestream's image and tile size (SIZ): a tile
+    // grid of a pixel per tile is millions of tile records.
+    for (i, siz) in j2k_sizes(&data).into_iter().enumerate() {
+        if siz.width > columns || siz.height > rows || siz.components > samples || siz.tiles > MAX_J2K_TILES {
+            return Err(fail(
+                path,
+                format!(
+                    "JPEG 2000 codestream {i} says {}x{} with {} components in {} tiles; the DICOM header says {columns}x{rows} with {samples} samples (and at most {MAX_J2K_TILES} tiles are accepted)",
+                    siz.width, siz.height, siz.components, siz.tiles
+                ),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Most tiles a JPEG 2000 codestream may have: real ones use one, or 1024-pixel tiles.
+const MAX_J2K_TILES: u64 = 4096;
+
+/// What a JPEG 2000 codestream's SIZ segment declares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct J2kSize {
+    width: u64,
+    height: u64,
+    components: u64,
+    tiles: u64,
+}
+
+/// The image and tile grid of every JPEG 2000 codestream in `data`: each starts with SOC
+/// (FF4F) followed at once by SIZ (FF51).
+fn j2k_sizes(data: &[u8]) -> Vec<J2kSize> {
+    let be32 = |b: &[u8], i: usize| u64::from(u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+    data.windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == [0xFF, 0x4F, 0xFF, 0x51])
+        .filter_map(|(at, _)| {
+            // Lsiz, Rsiz, then Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz.
+            let siz = data.get(at + 4..at + 4 + 38)?;
+            let (x, y, x0, y0) = (be32(siz, 4), be32(siz, 8), be32(siz, 12), be32(siz, 16));
+            let (tw, th, tx0, ty0) = (be32(siz, 20), be32(siz, 24), be32(siz, 28), be32(siz, 32));
+            let components = u64::from(u16::from_be_bytes([siz[36], siz[37]]));
+            let tiles = |end: u64, origin: u64, size: u64| end.saturating_sub(origin).div_ceil(size.max(1));
+            Some(J2kSize {
+                width: x.saturating_sub(x0),
+                height: y.saturating_sub(y0),
+                components,
+                tiles: tiles(x, tx0, tw).saturating_mul(tiles(y, ty0, th)),
+            })
+        })
+        .collect()
 }
 
 /// The (height, width, components) of every JPEG frame header (SOFn) in `data`, found by
@@ -298,4 +347,32 @@ fn jpeg_frame_headers(data: &[u8]) -> Vec<(u16, u16, u8)> {
         i += 2 + length.max(2);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn siz(width: u32, height: u32, tile: u32, components: u16) -> Vec<u8> {
+        let mut s = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        for v in [width, height, 0, 0, tile, tile, 0, 0] {
+            s.extend_from_slice(&v.to_be_bytes());
+        }
+        s.extend_from_slice(&components.to_be_bytes());
+        s
+    }
+
+    #[test]
+    fn j2k_codestream_sizes_and_tile_counts() {
+        let data = [vec![1, 2, 3], siz(640, 480, 640, 3), vec![0xFF, 0x90], siz(65535, 65535, 1, 1)].concat();
+        assert_eq!(
+            j2k_sizes(&data),
+            [
+                J2kSize { width: 640, height: 480, components: 3, tiles: 1 },
+                J2kSize { width: 65535, height: 65535, components: 1, tiles: 65535 * 65535 }
+            ]
+        );
+        assert_eq!(j2k_sizes(&siz(640, 480, 256, 1)[..30]), [], "cut short");
+        assert_eq!(j2k_sizes(&siz(640, 480, 256, 1))[0].tiles, 3 * 2);
+    }
 }
