@@ -1,18 +1,26 @@
 //! DICOM cine replay: a multi-frame ultrasound file (US Multi-frame Image Storage, or any
-//! multi-frame image) exported from a scanner, played as a stream.
+//! image) exported from a scanner, played as a stream.
 //!
-//! Every frame is decoded to grey when the file is opened (uncompressed, RLE and JPEG through
-//! dicom-pixeldata's pure-Rust codecs), so `fill` is one crop copy and never allocates. Pacing
-//! follows the file: Frame Time Vector, else Frame Time, else Cine Rate, else 30 fps (logged).
-//! Spacing comes from `capture.spacing_mm`, else the first ultrasound region measured in cm
-//! (whose rectangle is also the default crop: scanners export the whole screen, annotations
-//! included), else Pixel Spacing, else 1 mm (logged). Colour frames (RGB, or YBR decoded to RGB)
-//! become luma; MONOCHROME1 is inverted so that bright always means echo.
+//! Every frame is decoded to 8-bit grey when the file is opened (uncompressed, RLE, JPEG and
+//! JPEG 2000 through dicom-pixeldata's pure-Rust codecs), so `fill` is one crop copy and never
+//! allocates. Pacing follows the file: Frame Time Vector, else Frame Time, else Cine Rate, else
+//! 30 fps (logged).
 //!
-//! The file is untrusted: sizes are checked against the header and the data before anything is
-//! allocated from them, RLE Lossless is decoded here (dicom-pixeldata's RLE decoder indexes and
-//! allocates from the fragment headers unchecked), and a panic inside the other codecs becomes
-//! an error naming the file.
+//! - Crop and spacing (`regions`): `capture.roi_px` and `capture.spacing_mm` when set (a
+//!   configured crop that does not fit is an error); else the B-mode ultrasound region in cm
+//!   (its rectangle is the default crop: scanners export the whole screen, annotations
+//!   included), clamped when it overshoots the frame by a pixel or two, ignored with a warning
+//!   when it does not fit at all; else Pixel Spacing and the whole frame; else 1 mm (logged).
+//! - Grey (`grey`): MONOCHROME1 inverted so that bright always means echo; MONOCHROME of 12 or
+//!   16 bits windowed by the file's first Window Center/Width, else its Bits Stored range, to
+//!   8 bits; RGB and YBR as luma; PALETTE COLOR through its lookup tables (`palette`), then luma.
+//! - Transfer syntaxes no codec here decodes (JPEG-LS, video) are refused up front, naming what
+//!   would decode them (`transfer_syntax`).
+//!
+//! The file is untrusted (`checks`): sizes are checked against the header and the data before
+//! anything is allocated from them, RLE Lossless is decoded here (`rle`: dicom-pixeldata's RLE
+//! decoder indexes and allocates from the fragment headers unchecked), and a panic inside the
+//! other codecs becomes an error naming the file.
 
 mod checks;
 mod grey;
