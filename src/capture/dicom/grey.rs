@@ -256,7 +256,8 @@ mod tests {
         assert_eq!((t[0x800], t[0xFFF], t[0], t[0x7FF]), (0, 127, 128, 255));
         // Rescaled by 2, -100: the window is in rescaled units.
         let t = Window { slope: 2.0, intercept: -100.0, ..window(12, Some((100.0, 101.0))) }.table();
-        assert_eq!((t[74], t[75], t[100], t[125]), (0, 3, 128, 255));
+        // x = 2 s - 100: 48 black, 50 just above (1.275), 100 mid (128.775), 150 white.
+        assert_eq!((t[74], t[75], t[100], t[125]), (0, 1, 129, 255));
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn channel(obj: &InMemDicomObject, c: usize) -> Result<Lut, String> {
         (None, Some(w)) => {
             let data = if bits == 16 { w } else { unpack_bytes(&w) };
             let mut out = Vec::with_capacity(entries);
-            expand_segments(&data, None, 0, &mut out).map_err(|m| format!("segmented {name} lookup table: {m}"))?;
+            expand_segments(&data, 0, None, 0, &mut out).map_err(|m| format!("segmented {name} lookup table: {m}"))?;
             if out.is_empty() {
                 return Err(format!("segmented {name} lookup table holds no entries"));
             }
@@ -116,10 +116,17 @@ fn plain_entries(words: &[u16], entries: usize, sixteen: bool) -> Option<Vec<u16
     bytes.get(..entries).map(<[u16]>::to_vec)
 }
 
-/// Expands segments (discrete, linear, indirect) from `data` into `out`, at most `limit`
-/// segments (indirect ones copy that many), and never past [`MAX_ENTRIES`] entries.
-fn expand_segments(data: &[u16], limit: Option<usize>, depth: usize, out: &mut Vec<u16>) -> Result<(), String> {
-    let mut at = 0;
+/// Expands the segments (discrete, linear, indirect) of `data` from word `start` into `out`, at
+/// most `limit` of them (an indirect segment copies that many from its offset, counted from the
+/// start of the data), and never past [`MAX_ENTRIES`] entries.
+fn expand_segments(
+    data: &[u16],
+    start: usize,
+    limit: Option<usize>,
+    depth: usize,
+    out: &mut Vec<u16>,
+) -> Result<(), String> {
+    let mut at = start;
     let mut done = 0;
     // A trailing pad word is not a segment.
     while at + 1 < data.len() && limit.is_none_or(|l| done < l) {
@@ -154,10 +161,10 @@ fn expand_segments(data: &[u16], limit: Option<usize>, depth: usize, out: &mut V
                     return Err(format!("indirect segment at word {} runs past the data", at - 2));
                 };
                 let offset = (usize::from(hi) << 16) | usize::from(lo);
-                let from = data.get(offset..).filter(|d| !d.is_empty()).ok_or_else(|| {
-                    format!("indirect segment at word {} points to word {offset}, past the data", at - 2)
-                })?;
-                expand_segments(from, Some(length), depth + 1, out)?;
+                if offset >= data.len() {
+                    return Err(format!("indirect segment at word {} points to word {offset}, past the data", at - 2));
+                }
+                expand_segments(data, offset, Some(length), depth + 1, out)?;
                 at += 2;
             }
             _ => return Err(format!("unknown segment type {opcode} at word {}", at - 2)),
@@ -184,7 +191,7 @@ mod tests {
         let mut obj = InMemDicomObject::new_empty();
         for (c, values) in data.into_iter().enumerate() {
             let (d, plain, seg) = CHANNELS[c];
-            obj.put(InMemElement::new(d, VR::US, PrimitiveValue::from(descriptor.to_vec())));
+            obj.put(InMemElement::new(d, VR::US, PrimitiveValue::U16(descriptor.to_vec().into())));
             let tag = if segmented { seg } else { plain };
             obj.put(InMemElement::new(tag, VR::OW, PrimitiveValue::U16(values.into())));
         }
@@ -229,7 +236,7 @@ mod tests {
         // Discrete 0, 0x1000; linear to 0x4000 over 3; indirect: the first segment again.
         let data = vec![0, 2, 0, 0x1000, 1, 3, 0x4000, 2, 1, 0, 0];
         let mut out = Vec::new();
-        expand_segments(&data, None, 0, &mut out).unwrap();
+        expand_segments(&data, 0, None, 0, &mut out).unwrap();
         assert_eq!(out, [0, 0x1000, 0x2000, 0x3000, 0x4000, 0, 0x1000]);
         let obj = palette([0, 0, 16], [data.clone(), data.clone(), data], true);
         let t = grey_table(&obj, 16).unwrap();
@@ -239,16 +246,18 @@ mod tests {
     #[test]
     fn damaged_tables_are_errors() {
         let mut out = Vec::new();
-        assert!(expand_segments(&[1, 3, 9], None, 0, &mut out).unwrap_err().contains("first segment"));
-        assert!(expand_segments(&[0, 9, 1], None, 0, &mut out).unwrap_err().contains("past the data"));
-        assert!(expand_segments(&[0, 1, 5, 7, 0], None, 0, &mut out).unwrap_err().contains("unknown segment type 7"));
+        assert!(expand_segments(&[1, 3, 9], 0, None, 0, &mut out).unwrap_err().contains("first segment"));
+        assert!(expand_segments(&[0, 9, 1], 0, None, 0, &mut out).unwrap_err().contains("past the data"));
+        assert!(
+            expand_segments(&[0, 1, 5, 7, 0], 0, None, 0, &mut out).unwrap_err().contains("unknown segment type 7")
+        );
         // An indirect segment pointing at itself.
         let mut out = Vec::new();
-        let err = expand_segments(&[0, 1, 5, 2, 1, 3, 0], None, 0, &mut out).unwrap_err();
+        let err = expand_segments(&[0, 1, 5, 2, 1, 3, 0], 0, None, 0, &mut out).unwrap_err();
         assert!(err.contains("nested"), "{err}");
         // Linear segments of 65535 entries, over and over.
         let many: Vec<u16> = [vec![0, 1, 0], [1, 65535, 9].repeat(3)].concat();
-        assert!(expand_segments(&many, None, 0, &mut Vec::new()).unwrap_err().contains("65536"));
+        assert!(expand_segments(&many, 0, None, 0, &mut Vec::new()).unwrap_err().contains("65536"));
         let obj = palette([4, 0, 16], [vec![1, 2], vec![1, 2], vec![1, 2]], false);
         assert!(grey_table(&obj, 8).unwrap_err().contains("2 words for 4 entries"));
         let obj = palette([4, 0, 12], [vec![1; 4], vec![1; 4], vec![1; 4]], false);
