@@ -274,6 +274,17 @@ fn dicom_structured() {
     fuzz_with("dicom_structured", dicom_limits(), formats::dicom(), dicom_target(dir.path()));
 }
 
+#[test]
+fn dicom_palette_and_window() {
+    let dir = scratch();
+    fuzz_with(
+        "dicom_palette_and_window",
+        dicom_limits(),
+        formats::dicom_palette_and_window(),
+        dicom_target(dir.path()),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Haptics stream decoder.
 

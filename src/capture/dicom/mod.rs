@@ -196,7 +196,7 @@ impl DicomCineSource {
             // Pixel Spacing is (row spacing, column spacing).
             (None, None, Some(ps)) if ps.len() == 2 && ps.iter().all(|s| *s > 0.0 && s.is_finite()) => [ps[1], ps[0]],
             _ => {
-                tracing::warn!("{}: no pixel spacing or ultrasound region; assuming 1 mm", path.display());
+                tracing::warn!("{}: no Pixel Spacing and no usable ultrasound region; assuming 1 mm", path.display());
                 [1.0, 1.0]
             }
         };

@@ -359,6 +359,30 @@ pub fn dicom_bytes(spec: &DicomSpec) -> Vec<u8> {
     file
 }
 
+/// A small PALETTE COLOR or 12/16-bit grey file whose pixels decode, so that the lookup tables
+/// (plain and segmented, any descriptor) and the window are what is exercised.
+pub fn dicom_palette_and_window() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::option::weighted(0.8, palette()),
+        prop_oneof![Just(8u16), Just(16u16)],
+        prop::option::weighted(0.3, 1u16..17),
+        prop::option::weighted(0.5, (number(), number())),
+        any::<u64>(),
+    )
+        .prop_map(|(palette, bits, bits_stored, window, seed)| {
+            let pixels = pattern(seed, 4 * 6 * 2 * usize::from(bits / 8));
+            let mut spec = DicomSpec::grey8(4, 6, 2, pixels);
+            spec.bits = bits;
+            spec.bits_stored = bits_stored;
+            if palette.is_some() {
+                spec.photometric = "PALETTE COLOR";
+            }
+            spec.palette = palette;
+            spec.window = window;
+            dicom_bytes(&spec)
+        })
+}
+
 /// A multi-frame DICOM file: image-pixel module, cine timing, ultrasound regions and pixel data
 /// (native or encapsulated), every value drawn from plausible and hostile ones.
 pub fn dicom() -> impl Strategy<Value = Vec<u8>> {
