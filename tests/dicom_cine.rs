@@ -1,6 +1,8 @@
 //! DICOM cine replay on the generated fixtures (tools/make_dicom_fixtures.py): frame count, pixels,
-//! crop and spacing from the ultrasound region, pacing from Frame Time / Cine Rate on the mock
-//! clock, loops, damaged files, and the command line (`run --input`, `record`).
+//! crop and spacing from the ultrasound region (clamped when it overshoots by a pixel), palette
+//! colour, 12-bit grey windowed to 8 bits, pacing from Frame Time / Cine Rate on the mock
+//! clock, loops, damaged files, undecodable transfer syntaxes, and the command line
+//! (`run --input`, `record`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -135,6 +137,61 @@ fn damaged_files_are_errors_naming_the_file() {
     std::fs::write(&not_dicom, b"not a dicom file at all").unwrap();
     let err = DicomCineSource::open(&not_dicom, options(Pace::Fast, false)).err().unwrap().to_string();
     assert!(err.contains("notes.dcm") && err.contains("DICOM"), "{err}");
+}
+
+/// The crop `[x0, y0, w, h]` of each `COLS`-wide frame of `frames`.
+fn crop(frames: &[u8], f: usize, [x0, y0, w, h]: [usize; 4]) -> Vec<u8> {
+    let frame = &frames[f * ROWS * COLS..(f + 1) * ROWS * COLS];
+    (y0..y0 + h).flat_map(|y| frame[y * COLS + x0..y * COLS + x0 + w].to_vec()).collect()
+}
+
+#[test]
+fn palette_colour_maps_through_its_16_bit_table_and_a_region_one_past_the_edge_is_clamped() {
+    let expected = std::fs::read(fixture("us_palette16.grey.u8")).unwrap();
+    let mut source = DicomCineSource::open(&fixture("us_palette16.dcm"), options(Pace::Fast, false)).unwrap();
+    let frames = play(&mut source, &mut Clock::mock(), usize::MAX);
+    assert_eq!(frames.len(), 2);
+    // Region x 4..=64 in a 64-wide frame: clamped to 4..=63.
+    for (i, (pixels, _, _, spacing, width, height)) in frames.iter().enumerate() {
+        assert_eq!((*width, *height, *spacing), (60, 44, [0.3, 0.3]));
+        assert!(*pixels == crop(&expected, i, [4, 2, 60, 44]), "frame {i}");
+    }
+}
+
+#[test]
+fn twelve_bit_grey_is_windowed_to_8_bits_by_the_files_first_window() {
+    let expected = std::fs::read(fixture("us_mono12.grey.u8")).unwrap();
+    let mut source = DicomCineSource::open(&fixture("us_mono12.dcm"), options(Pace::Fast, false)).unwrap();
+    let frames = play(&mut source, &mut Clock::mock(), usize::MAX);
+    assert_eq!(frames.len(), 3);
+    for (i, (pixels, ..)) in frames.iter().enumerate() {
+        assert!(*pixels == crop(&expected, i, [0, 0, COLS, ROWS]), "frame {i}");
+    }
+}
+
+#[test]
+fn a_configured_crop_that_does_not_fit_stays_an_error_where_the_files_region_is_clamped() {
+    let opts = DicomOptions { roi_px: Some([4, 2, 61, 44]), ..options(Pace::Fast, false) };
+    let err = DicomCineSource::open(&fixture("us_palette16.dcm"), opts).err().unwrap().to_string();
+    assert!(
+        err.contains("us_palette16.dcm") && err.contains("capture.roi_px") && err.contains("does not fit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn jpeg_ls_is_refused_naming_the_transfer_syntax_and_its_decoder() {
+    // The JPEG cine relabelled JPEG-LS Lossless (a UID of the same length).
+    let mut bytes = std::fs::read(fixture("us_cine_jpeg.dcm")).unwrap();
+    let at = bytes.windows(22).position(|w| w == b"1.2.840.10008.1.2.4.50").unwrap();
+    bytes[at..at + 22].copy_from_slice(b"1.2.840.10008.1.2.4.80");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jpeg_ls.dcm");
+    std::fs::write(&path, bytes).unwrap();
+    let err = DicomCineSource::open(&path, options(Pace::Fast, false)).err().unwrap().to_string();
+    for part in ["jpeg_ls.dcm", "JPEG-LS Lossless (1.2.840.10008.1.2.4.80)", "charls"] {
+        assert!(err.contains(part), "{part} missing: {err}");
+    }
 }
 
 fn sonoflow(args: &[&str]) -> Output {

@@ -274,6 +274,17 @@ fn dicom_structured() {
     fuzz_with("dicom_structured", dicom_limits(), formats::dicom(), dicom_target(dir.path()));
 }
 
+#[test]
+fn dicom_palette_and_window() {
+    let dir = scratch();
+    fuzz_with(
+        "dicom_palette_and_window",
+        dicom_limits(),
+        formats::dicom_palette_and_window(),
+        dicom_target(dir.path()),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Haptics stream decoder.
 
@@ -480,7 +491,8 @@ fn dicom_corrupt_rle_fragments_are_errors_naming_frame_and_segment() {
 }
 
 /// The reader's own RLE decoder (which replaced dicom-pixeldata's for the crash above) gives
-/// back the pixels: 8-bit grey over two frames, 16-bit grey, RGB as luma.
+/// back the pixels: 8-bit grey over two frames, 16-bit grey (without a window, its whole range
+/// spread over 8 bits), RGB as luma.
 #[test]
 fn dicom_rle_decodes_grey_16_bit_and_rgb() {
     let dir = scratch();
@@ -511,7 +523,8 @@ fn dicom_rle_decodes_grey_16_bit_and_rgb() {
     let values: Vec<u16> = (0..12u16).map(|v| v * 4099).collect();
     let le: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let frames = play(&rle_file(3, 4, 1, 16, 1, vec![formats::rle_encode(&le, 1, 2)]));
-    assert_eq!(frames, vec![PixelData::Gray16(values)]);
+    let grey = values.iter().map(|&v| (f64::from(v) * 255.0 / 65535.0).round() as u8).collect();
+    assert_eq!(frames, vec![PixelData::Gray8(grey)]);
 
     let rgb = [255u8, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30];
     let frames = play(&rle_file(2, 2, 1, 8, 3, vec![formats::rle_encode(&rgb, 3, 1)]));
@@ -608,6 +621,7 @@ fn dicom_region_bounds_past_i64_are_ignored() {
         bounds_vr: "IS",
         units: [3, 3],
         delta: [0.01, 0.01],
+        kind: None,
     });
     let path = dir.path().join("region.dcm");
     std::fs::write(&path, formats::dicom_bytes(&spec)).unwrap();

@@ -11,7 +11,15 @@ Files (US Multi-frame Image Storage, 64x48 MONOCHROME2, 8 bit):
                       region (x 8..55, y 4..43, 0.02 x 0.025 cm per pixel)
   us_cine_jpeg.dcm    6 frames, JPEG Baseline (1.2.840.10008.1.2.4.50), Cine Rate 25,
                       Pixel Spacing 0.3 mm, no region
+  us_palette16.dcm    2 frames, PALETTE COLOR, 16 bits allocated (stored values 0..1199), a
+                      plain 16-bit lookup table of 800 entries from stored value 200 (below it
+                      entry 0, past its end the last), one ultrasound region whose inclusive
+                      maximum x is 64, one past the frame (clamped to 63)
+  us_mono12.dcm       3 frames, MONOCHROME2, 12 bits stored in 16, Window Center 1500 and
+                      Width 1001 (plus a second pair, ignored)
   *.original.u8       the frames as generated (frames x rows x columns bytes)
+  *.grey.u8           the 8-bit grey frames the reader documents for the palette and 12-bit
+                      files (src/capture/dicom/grey.rs), computed here independently
   us_cine_jpeg.libjpeg.u8  the JPEG frames as libjpeg (through Pillow) decodes them: the
                       reference a Rust decoder is compared against (IDCTs may differ by a level)
 """
@@ -121,6 +129,56 @@ def main(out):
     (out / "us_cine_jpeg.libjpeg.u8").write_bytes(np.stack(decoded).tobytes())
     mse = np.mean((np.stack(decoded).astype(float) - jpg.astype(float)) ** 2)
     print(f"jpeg: PSNR of the libjpeg decode against the original {10 * np.log10(255**2 / mse):.1f} dB")
+
+    palette_and_mono12(out)
+
+
+def luma(r, g, b):
+    r, g, b = (c.astype(np.uint32) for c in (r, g, b))
+    return ((299 * r + 587 * g + 114 * b + 500) // 1000).astype(np.uint8)
+
+
+def palette_and_mono12(out):
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:ROWS, 0:COLS]
+    stored = np.stack([(x * 17 + y * 3 + 40 * i) % 1200 for i in range(2)]).astype(np.uint16)
+    entries, first = 800, 200
+    # Colours as scanners write them: 8-bit values shifted up by 8, plus low bits.
+    lut = [(rng.integers(0, 256, entries).astype(np.uint16) << 8) | rng.integers(0, 256, entries).astype(np.uint16)
+           for _ in range(3)]
+    ds = base_dataset(ExplicitVRLittleEndian, len(stored))
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.FrameTime = 50.0
+    for c, table in zip(("Red", "Green", "Blue"), lut):
+        setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [entries, first, 16])
+        setattr(ds, f"{c}PaletteColorLookupTableData", table.astype("<u2").tobytes())
+    ds.SequenceOfUltrasoundRegions = [region(4, 2, COLS, 45, 0.03, 0.03)]
+    ds.PixelData = stored.astype("<u2").tobytes()
+    save(ds, out / "us_palette16.dcm")
+    index = np.clip(stored.astype(np.int64) - first, 0, entries - 1)
+    r, g, b = ((table[index] >> 8).astype(np.uint8) for table in lut)
+    (out / "us_palette16.grey.u8").write_bytes(luma(r, g, b).tobytes())
+
+    mono = np.stack([(x * 60 + y * 20 + 100 * i + rng.integers(0, 30, (ROWS, COLS))) % 4096 for i in range(3)])
+    mono = mono.astype(np.uint16)
+    ds = base_dataset(ExplicitVRLittleEndian, len(mono))
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.FrameTime = 50.0
+    ds.WindowCenter = [1500, 2048]
+    ds.WindowWidth = [1001, 4096]
+    ds.PixelData = mono.astype("<u2").tobytes()
+    save(ds, out / "us_mono12.dcm")
+    # PS3.3 C.11.2.1.2.1, linear: c - 0.5 - (w - 1) / 2 and below black, above c - 0.5 + (w - 1) / 2 white.
+    c, w = 1500.0, 1001.0
+    v = mono.astype(np.float64)
+    grey = np.where(v <= c - 0.5 - (w - 1) / 2, 0.0,
+                    np.where(v > c - 0.5 + (w - 1) / 2, 255.0, ((v - (c - 0.5)) / (w - 1) + 0.5) * 255))
+    (out / "us_mono12.grey.u8").write_bytes(np.clip(np.round(grey), 0, 255).astype(np.uint8).tobytes())
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ pub const DICOM_WORDS: &[&str] = &[
     "1.2.840.10008.1.2.5",
     "1.2.840.10008.1.2.4.50",
     "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
     "1.2.840.10008.1.2.1.99",
     "DICM",
     "OB",
@@ -92,6 +95,28 @@ pub struct RegionSpec {
     pub bounds_vr: &'static str,
     pub units: [u16; 2],
     pub delta: [f64; 2],
+    /// Region Spatial Format and Region Data Type, when written.
+    pub kind: Option<[u16; 2]>,
+}
+
+/// Palette colour lookup tables: the same descriptor and data for red, green and blue.
+#[derive(Debug, Clone)]
+pub struct PaletteSpec {
+    /// Entries (0: 65536), first mapped value, bits per entry.
+    pub descriptor: [u16; 3],
+    pub data: Vec<u16>,
+    /// Segmented tables (0028,122x) rather than plain ones (0028,120x).
+    pub segmented: bool,
+}
+
+fn palette() -> impl Strategy<Value = PaletteSpec> {
+    let count = prop_oneof![4 => 1u16..300, 1 => select(&[0u16, 256, 65535][..])];
+    let first = prop_oneof![4 => 0u16..20, 1 => select(&[255u16, 32768, 65535][..])];
+    let bits = prop_oneof![3 => Just(8u16), 3 => Just(16u16), 1 => any::<u16>()];
+    // Segmented data: opcodes 0-2 and their lengths mostly, anything sometimes.
+    let word = prop_oneof![4 => 0u16..4, 3 => 0u16..300, 1 => any::<u16>()];
+    ((count, first, bits), vec(word, 0..400), prop::bool::weighted(0.4))
+        .prop_map(|((c, f, b), data, segmented)| PaletteSpec { descriptor: [c, f, b], data, segmented })
 }
 
 fn region() -> impl Strategy<Value = RegionSpec> {
@@ -102,8 +127,9 @@ fn region() -> impl Strategy<Value = RegionSpec> {
         prop_oneof![4 => Just("UL"), 1 => Just("IS")],
         prop::array::uniform2(prop_oneof![6 => Just(3u16), 1 => 0u16..5]),
         prop::array::uniform2(delta),
+        prop::option::weighted(0.7, prop::array::uniform2(prop_oneof![4 => 0u16..3, 1 => any::<u16>()])),
     )
-        .prop_map(|(bounds, bounds_vr, units, delta)| RegionSpec { bounds, bounds_vr, units, delta })
+        .prop_map(|(bounds, bounds_vr, units, delta, kind)| RegionSpec { bounds, bounds_vr, units, delta, kind })
 }
 
 /// An RLE Lossless fragment: a 64-byte header (segment count, offsets) and PackBits-like data.
@@ -171,6 +197,9 @@ const TRANSFER_SYNTAXES: &[(&str, bool, bool)] = &[
     RLE_LOSSLESS,
     ("1.2.840.10008.1.2.4.50", true, true),
     ("1.2.840.10008.1.2.4.70", true, true),
+    ("1.2.840.10008.1.2.4.80", true, true),
+    ("1.2.840.10008.1.2.4.90", true, true),
+    ("1.2.840.10008.1.2.4.91", true, true),
     ("1.2.840.10008.1.2.1.99", true, false),
     ("1.2.840.10008.1.2.2", true, false),
     ("1.2.3.4.5", true, false),
@@ -195,6 +224,9 @@ pub struct DicomSpec {
     pub cine_rate: Option<String>,
     pub pixel_spacing: Option<String>,
     pub regions: Vec<RegionSpec>,
+    pub palette: Option<PaletteSpec>,
+    /// Window Center and Width as written (DS text, possibly multi-valued).
+    pub window: Option<(String, String)>,
     /// Native pixel data (ignored when encapsulated).
     pub native: Vec<u8>,
     /// Encapsulated fragments, after an empty or one-entry basic offset table.
@@ -220,6 +252,8 @@ impl DicomSpec {
             cine_rate: None,
             pixel_spacing: None,
             regions: Vec::new(),
+            palette: None,
+            window: None,
             native: pixels,
             fragments: Vec::new(),
             offset_table: false,
@@ -265,6 +299,10 @@ pub fn dicom_bytes(spec: &DicomSpec) -> Vec<u8> {
                     vr => e.element(0x0018, element, vr, &(v as u32).to_le_bytes()),
                 }
             }
+            if let Some([format, data_type]) = r.kind {
+                e.us(0x0018, 0x6012, format);
+                e.us(0x0018, 0x6014, data_type);
+            }
             e.us(0x0018, 0x6024, r.units[0]);
             e.us(0x0018, 0x6026, r.units[1]);
             e.element(0x0018, 0x602c, "FD", &r.delta[0].to_le_bytes());
@@ -291,6 +329,21 @@ pub fn dicom_bytes(spec: &DicomSpec) -> Vec<u8> {
     d.us(0x0028, 0x0101, stored);
     d.us(0x0028, 0x0102, stored.saturating_sub(1));
     d.us(0x0028, 0x0103, 0);
+    if let Some((center, width)) = &spec.window {
+        d.text(0x0028, 0x1050, "DS", center);
+        d.text(0x0028, 0x1051, "DS", width);
+    }
+    if let Some(p) = &spec.palette {
+        let descriptor: Vec<u8> = p.descriptor.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for element in [0x1101u16, 0x1102, 0x1103] {
+            d.element(0x0028, element, "US", &descriptor);
+        }
+        let data: Vec<u8> = p.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let base = if p.segmented { 0x1221u16 } else { 0x1201 };
+        for element in base..base + 3 {
+            d.element(0x0028, element, "OW", &data);
+        }
+    }
     if encapsulated {
         d.header(0x7fe0, 0x0010, "OB", u32::MAX);
         d.item(if spec.offset_table { &[0, 0, 0, 0] } else { &[] });
@@ -304,6 +357,30 @@ pub fn dicom_bytes(spec: &DicomSpec) -> Vec<u8> {
     }
     file.extend(d.out);
     file
+}
+
+/// A small PALETTE COLOR or 12/16-bit grey file whose pixels decode, so that the lookup tables
+/// (plain and segmented, any descriptor) and the window are what is exercised.
+pub fn dicom_palette_and_window() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::option::weighted(0.8, palette()),
+        prop_oneof![Just(8u16), Just(16u16)],
+        prop::option::weighted(0.3, 1u16..17),
+        prop::option::weighted(0.5, (number(), number())),
+        any::<u64>(),
+    )
+        .prop_map(|(palette, bits, bits_stored, window, seed)| {
+            let pixels = pattern(seed, 4 * 6 * 2 * usize::from(bits / 8));
+            let mut spec = DicomSpec::grey8(4, 6, 2, pixels);
+            spec.bits = bits;
+            spec.bits_stored = bits_stored;
+            if palette.is_some() {
+                spec.photometric = "PALETTE COLOR";
+            }
+            spec.palette = palette;
+            spec.window = window;
+            dicom_bytes(&spec)
+        })
 }
 
 /// A multi-frame DICOM file: image-pixel module, cine timing, ultrasound regions and pixel data
@@ -334,6 +411,8 @@ pub fn dicom() -> impl Strategy<Value = Vec<u8>> {
         prop::option::weighted(0.3, number()),
         prop::option::weighted(0.4, (number(), number()).prop_map(|(a, b)| format!("{a}\\{b}"))),
         vec(region(), 0..3),
+        prop::option::weighted(0.3, palette()),
+        prop::option::weighted(0.2, (number(), number())),
     );
     let pixels = (
         0u8..4,
@@ -345,7 +424,7 @@ pub fn dicom() -> impl Strategy<Value = Vec<u8>> {
     );
     (image, timing, pixels).prop_map(|(image, timing, pixels)| {
         let (transfer_syntax, rows, columns, frames, samples, bits, bits_stored, photometric, planar) = image;
-        let (frame_time_ms, frame_time_vector, cine_rate, pixel_spacing, regions) = timing;
+        let (frame_time_ms, frame_time_vector, cine_rate, pixel_spacing, regions, palette, window) = timing;
         let (native_mode, seed, random_len, mut fragments, offset_table, valid_rle) = pixels;
         let frame_count = frames.as_deref().and_then(|f| f.parse::<usize>().ok()).unwrap_or(1);
         let bytes = usize::from(bits).div_ceil(8);
@@ -384,6 +463,8 @@ pub fn dicom() -> impl Strategy<Value = Vec<u8>> {
             cine_rate,
             pixel_spacing,
             regions,
+            palette,
+            window,
             native: pattern(seed, len),
             fragments,
             offset_table,
