@@ -160,11 +160,18 @@ impl SegmentStage {
             iou_floor: settings.iou_floor,
             stability_floor: settings.stability_floor,
         };
+        let mut model = load_model(settings)?;
+        let plane = vec![0.0; Letterbox::SIDE * Letterbox::SIDE];
+        let mut low_res = vec![0.0; Letterbox::SIDE * Letterbox::SIDE];
+        // One inference before the first frame: the engine's buffers are touched (paged in) here,
+        // not on the clock of the frame the user just prompted.
+        model.encode(&plane);
+        model.decode(&Prompt::from_box([64.0, 64.0, 192.0, 192.0]), &mut low_res);
         let segmenter = Segmenter {
-            model: load_model(settings)?,
+            model,
             pre: Preprocessor::new(max_width, max_height),
-            plane: vec![0.0; Letterbox::SIDE * Letterbox::SIDE],
-            low_res: vec![0.0; Letterbox::SIDE * Letterbox::SIDE],
+            plane,
+            low_res,
             tracker: Tracker::new(tracker_settings, None),
             track: settings.track,
             tracker_settings,
