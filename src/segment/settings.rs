@@ -31,7 +31,7 @@ pub enum ModelChoice {
     /// LiteMedSAM's TinyViT encoder (about 75 GFLOPs per frame).
     #[default]
     Litemedsam,
-    /// sonoflow's distilled ultrasound encoder (`engines/student/`, about 3.4 GFLOPs per frame).
+    /// sonoflow's distilled ultrasound encoder (`engines/student/`, about 2.5 GFLOPs per frame).
     Student,
 }
 
