@@ -236,8 +236,8 @@ def main():
     if init is not None and depth != depth_of(init):
         if not args.keep_blocks:
             raise SystemExit(f"train: --init has {depth_of(init)} blocks, --depth {depth}: say which with --keep-blocks")
-        kept = [int(b) for b in args.keep_blocks.split(",")]
-        if len(kept) != depth or not all(0 <= b < depth_of(init) for b in kept):
+        kept = [int(b) for b in args.keep_blocks.split(",") if b.strip().isdigit()]
+        if len(kept) != depth or not all(b < depth_of(init) for b in kept):
             raise SystemExit(f"train: --keep-blocks {args.keep_blocks}: {depth} of blocks 0..{depth_of(init) - 1} expected")
         init = keep_blocks(init, kept)
     student = StudentEncoder(depth).to(dev)
