@@ -22,6 +22,12 @@ pub use dicom::{DicomCineSource, DicomOptions};
 pub use replay::{Pace, ReplaySource};
 pub use simulated::SimulatedSource;
 
+/// The grey level of an RGB colour (ITU-R BT.601 luma, rounded), as most viewers convert colour
+/// to grey: colour input (DICOM RGB and palette frames, PNG images) becomes grey this way.
+pub fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((299 * r as u32 + 587 * g as u32 + 114 * b as u32 + 500) / 1000) as u8
+}
+
 /// Size and format of the frames a source will deliver, known before the run so that the pixel
 /// pool can be sized once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,5 +81,14 @@ pub trait Source: Send {
     /// bounded queue dropping its oldest); read once, when capture ends.
     fn dropped_frames(&mut self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn luma_weights() {
+        use super::luma;
+        assert_eq!((luma(255, 0, 0), luma(0, 255, 0), luma(0, 0, 255), luma(255, 255, 255)), (76, 150, 29, 255));
     }
 }

@@ -62,8 +62,7 @@ fn read_png(path: &Path) -> anyhow::Result<(Vec<u8>, usize, usize)> {
         .chunks_exact(channels)
         .map(|px| match channels {
             1 | 2 => px[0],
-            // ITU-R BT.601 luma, as most viewers convert colour to grey.
-            _ => ((299 * px[0] as u32 + 587 * px[1] as u32 + 114 * px[2] as u32 + 500) / 1000) as u8,
+            _ => sonoflow::capture::luma(px[0], px[1], px[2]),
         })
         .collect();
     Ok((grey, w, h))

@@ -16,7 +16,7 @@ use dicom_object::{DefaultDicomObject, InMemDicomObject, Tag};
 use dicom_pixeldata::PixelDecoder;
 
 use super::{MAX_DECODED_BYTES, checks, fail, float, palette, rle, transfer_syntax};
-use crate::capture::CaptureError;
+use crate::capture::{CaptureError, luma};
 use crate::frame::PixelData;
 
 const PIXEL_REPRESENTATION: Tag = Tag(0x0028, 0x0103);
@@ -37,11 +37,6 @@ pub(super) struct Samples<'a> {
     pub bits_stored: u16,
     pub photometric: String,
     pub planar: bool,
-}
-
-/// The grey level of an RGB colour (Rec. 601 luma, rounded).
-pub(super) fn luma(r: u8, g: u8, b: u8) -> u8 {
-    ((299 * r as u32 + 587 * g as u32 + 114 * b as u32 + 500) / 1000) as u8
 }
 
 /// The text of a panic payload.
@@ -258,10 +253,5 @@ mod tests {
         let t = Window { slope: 2.0, intercept: -100.0, ..window(12, Some((100.0, 101.0))) }.table();
         // x = 2 s - 100: 48 black, 50 just above (1.275), 100 mid (128.775), 150 white.
         assert_eq!((t[74], t[75], t[100], t[125]), (0, 1, 129, 255));
-    }
-
-    #[test]
-    fn luma_weights() {
-        assert_eq!((luma(255, 0, 0), luma(0, 255, 0), luma(0, 0, 255), luma(255, 255, 255)), (76, 150, 29, 255));
     }
 }

@@ -9,7 +9,7 @@
 
 use dicom_object::{InMemDicomObject, Tag};
 
-use super::grey::luma;
+use crate::capture::luma;
 
 /// (descriptor, data, segmented data) of red, green and blue.
 const CHANNELS: [(Tag, Tag, Tag); 3] = [
