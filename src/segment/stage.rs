@@ -248,7 +248,7 @@ impl Stage for SegmentStage {
             prompt_box: prompt.bbox,
             prompt_source: source,
             flagged,
-            engine: Engine::Cpu,
+            engine: r.engine,
         };
         input.attachments.insert(segmentation).map_err(|e| StageError::caused("cannot attach the segmentation", e))?;
         input.mask = Some(mask);
